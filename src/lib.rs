@@ -1,0 +1,12 @@
+//! rootsmith: build bootable microVM root filesystems without Docker and without root.
+//!
+//! Data flows one way: a source yields layers, [`unpack`] applies them to one in-memory
+//! [`tree`], and [`ext4`] serialises the tree into an image. See `ARCHITECTURE.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod digest;
+pub mod ext4;
+pub mod tree;
+pub mod unpack;
