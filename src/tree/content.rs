@@ -33,6 +33,8 @@ pub enum Content {
         len: u64,
         /// Whole zero blocks.
         holes: Holes,
+        /// Fingerprint of the bytes (see [`Content::fingerprint`]).
+        fp: u128,
     },
     /// A file on the host, read again when the image is written.
     Host {
@@ -42,6 +44,8 @@ pub enum Content {
         len: u64,
         /// Whole zero blocks found when it was added.
         holes: Holes,
+        /// Fingerprint of the bytes when it was added.
+        fp: u128,
     },
 }
 
@@ -62,6 +66,15 @@ impl Content {
     /// True for an empty file.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A fast 128-bit fingerprint (XXH3-128) of the bytes, computed as they arrive: it
+    /// feeds the image identity (UUID, hash seed) without another pass over the data.
+    pub fn fingerprint(&self) -> u128 {
+        match self {
+            Content::Inline(b) => twox_hash::XxHash3_128::oneshot(b),
+            Content::Spill { fp, .. } | Content::Host { fp, .. } => *fp,
+        }
     }
 
     /// Whole zero blocks of the file.
@@ -124,6 +137,7 @@ impl Store {
         let mut buf = vec![0u8; 1 << 20];
         let mut done = 0u64;
         let mut holes = Vec::new();
+        let mut hasher = twox_hash::XxHash3_128::new();
         while done < len {
             let want = (len - done).min(buf.len() as u64) as usize;
             let n = read_full(src, &mut buf[..want])?;
@@ -131,6 +145,7 @@ impl Store {
                 return Err(short(len, done));
             }
             push_zero_runs(&mut holes, &buf[..n], done / BLOCK);
+            hasher.write(&buf[..n]);
             // Holes are skipped in the spill file too: it stays sparse.
             write_skipping_zero_blocks(spill, &buf[..n], offset + done)?;
             done += n as u64;
@@ -140,32 +155,43 @@ impl Store {
             offset,
             len,
             holes: holes.into_boxed_slice(),
+            fp: hasher.finish_128(),
         })
     }
 
-    /// A reference to a host file of `len` bytes; reads it once to find zero blocks.
+    /// A host file of `len` bytes: small ones are read into memory now (one read, as
+    /// `mke2fs -d` does); larger ones are read once to find zero blocks and fingerprint them,
+    /// and again when the image is written.
     pub fn host_file(&mut self, path: &Path, len: u64) -> io::Result<Content> {
-        let mut holes = Vec::new();
-        if len >= BLOCK {
-            let mut f = File::open(path)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut done = 0u64;
-            loop {
-                let n = read_full(&mut f, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                push_zero_runs(&mut holes, &buf[..n], done / BLOCK);
-                done += n as u64;
-            }
-            if done != len {
+        let mut f = File::open(path)?;
+        if len <= INLINE_MAX && self.inline_used + len <= INLINE_BUDGET {
+            let c = self.ingest(&mut f, len)?;
+            if f.read(&mut [0u8; 1])? != 0 {
                 return Err(changed(path));
             }
+            return Ok(c);
+        }
+        let mut holes = Vec::new();
+        let mut hasher = twox_hash::XxHash3_128::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0u64;
+        loop {
+            let n = read_full(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            push_zero_runs(&mut holes, &buf[..n], done / BLOCK);
+            hasher.write(&buf[..n]);
+            done += n as u64;
+        }
+        if done != len {
+            return Err(changed(path));
         }
         Ok(Content::Host {
             path: path.to_owned(),
             len,
             holes: holes.into_boxed_slice(),
+            fp: hasher.finish_128(),
         })
     }
 

@@ -1,0 +1,251 @@
+//! Thin, safe wrappers over the raw syscalls PID 1 needs and `std` does not offer: mount,
+//! reboot, modules, signals, reaping, rlimits, clocks. Each returns `io::Result` with errno.
+//! This is one of the few modules allowed to use `unsafe`; every block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// mount(2). `data` is the fs-specific option string.
+pub fn mount(
+    source: &str,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let (s, t) = (cstr(source)?, cstr(target)?);
+    let f = fstype.map(cstr).transpose()?;
+    let d = data.map(cstr).transpose()?;
+    // SAFETY: every pointer is either null or a NUL-terminated CString that outlives the call.
+    check(unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            f.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            d.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    })
+}
+
+/// umount2(2).
+pub fn umount(target: &str, flags: libc::c_int) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: `t` is a valid NUL-terminated string for the duration of the call.
+    check(unsafe { libc::umount2(t.as_ptr(), flags) })
+}
+
+/// reboot(2) with one of the `LINUX_REBOOT_CMD_*` / `RB_*` commands. Only returns on error
+/// (or for `RB_DISABLE_CAD`).
+pub fn reboot(cmd: libc::c_int) -> io::Result<()> {
+    // SAFETY: reboot takes a plain integer command; no memory is passed.
+    check(unsafe { libc::reboot(cmd) })
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: sync has no arguments and cannot fail.
+    unsafe { libc::sync() }
+}
+
+/// sethostname(2).
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe the bytes of `name`, valid during the call.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+}
+
+/// finit_module(2): load a module from an open file. `flags` may hold
+/// `MODULE_INIT_COMPRESSED_FILE` (4) on kernels with CONFIG_MODULE_DECOMPRESS.
+pub fn finit_module(fd: RawFd, params: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: finit_module takes an fd, a NUL-terminated string that outlives the call, and
+    // an integer; the kernel copies what it needs.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, fd, params.as_ptr(), flags) };
+    check(if rc < 0 { -1 } else { 0 })
+}
+
+/// init_module(2): load a module from memory (used after in-process decompression).
+pub fn init_module(image: &[u8], params: &CStr) -> io::Result<()> {
+    // SAFETY: pointer and length describe `image`, valid during the call; `params` is
+    // NUL-terminated. The kernel copies the image.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), params.as_ptr())
+    };
+    check(if rc < 0 { -1 } else { 0 })
+}
+
+/// kill(2). `pid` -1 means every process but PID 1.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::kill(pid, sig) })
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// One `waitpid(-1, WNOHANG)`: `Ok(None)` when no child has changed state (or none exist).
+pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, Exit)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ECHILD) { Ok(None) } else { Err(e) };
+    }
+    if pid == 0 {
+        return Ok(None);
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
+    };
+    Ok(Some((pid, exit)))
+}
+
+/// The signals PID 1 handles, blocked in every thread and read from a signalfd.
+pub const HANDLED: [libc::c_int; 6] =
+    [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGPWR, libc::SIGUSR1, libc::SIGUSR2];
+
+fn handled_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before sigaddset reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in HANDLED {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Block [`HANDLED`] in the calling thread (threads spawned later inherit the mask; children
+/// get an empty mask from `std::process::Command`) and return a signalfd for them.
+pub fn block_and_signalfd() -> io::Result<OwnedFd> {
+    let set = handled_set();
+    // SAFETY: `set` is an initialised sigset_t; the old-mask pointer may be null.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: -1 asks for a new fd; `set` is initialised; flags are valid.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by signalfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wait up to `timeout` (None = forever) for the signalfd, then drain it.
+pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads at most `size` bytes into `info`, which is exactly that large.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        if n != size as isize {
+            break;
+        }
+        out.push(info.ssi_signo as libc::c_int);
+    }
+    out
+}
+
+/// setrlimit(2) for RLIMIT_NOFILE, capped at what the kernel allows (`fs.nr_open`).
+pub fn raise_nofile(want: u64) -> io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: want as libc::rlim_t };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })
+}
+
+fn clock(id: libc::clockid_t) -> Duration {
+    // SAFETY: timespec is plain data; clock_gettime writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is valid and writable; the clock ids used exist on every Linux.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// Time since boot, counting suspend (what `/proc/uptime` shows, at nanosecond resolution).
+pub fn uptime() -> Duration {
+    clock(libc::CLOCK_BOOTTIME)
+}
+
+/// Wall-clock time since the epoch.
+pub fn epoch() -> Duration {
+    clock(libc::CLOCK_REALTIME)
+}
+
+/// Monotonic time, for deadlines.
+pub fn monotonic() -> Duration {
+    clock(libc::CLOCK_MONOTONIC)
+}
+
+/// setsockopt(SO_BINDTODEVICE).
+pub fn bind_to_device(fd: RawFd, dev: &str) -> io::Result<()> {
+    // SAFETY: pointer/length describe `dev`'s bytes; `fd` is a socket owned by the caller.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    })
+}
+
+/// Interface index by name (0 → not found).
+pub fn if_index(name: &str) -> Option<u32> {
+    let n = cstr(name).ok()?;
+    // SAFETY: `n` is NUL-terminated and valid for the call.
+    let i = unsafe { libc::if_nametoindex(n.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// The kernel release (`uname -r`).
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain data; uname fills it with NUL-terminated strings.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is valid and writable.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    // SAFETY: the kernel NUL-terminates `release` within its fixed-size array.
+    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`: false only when this process has no
+/// children at all (ECHILD). Nothing is reaped.
+pub fn have_children() -> bool {
+    // SAFETY: siginfo_t is plain data; all-zero is valid and waitid writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is valid and writable for the call.
+    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}

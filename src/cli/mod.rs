@@ -1,0 +1,40 @@
+//! The command line: clap definitions (one file per subcommand), the environment read once
+//! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
+
+pub mod mkfs;
+pub mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// rootsmith builds bootable microVM root filesystems without Docker and without root.
+#[derive(Debug, Parser)]
+#[command(name = "rootsmith", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
+    Mkfs(mkfs::MkfsArgs),
+}
+
+/// Parses the process arguments and runs the subcommand.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Mkfs(args) => mkfs::run(args),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH`, read once: `None` when unset, an error when malformed.
+pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(s) if s.trim().is_empty() => Ok(None),
+        Ok(s) => s.trim().parse::<i64>().map(Some).map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={s:?} is not a whole number of seconds; unset it or give e.g. 1700000000")
+        }),
+    }
+}

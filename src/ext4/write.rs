@@ -1,0 +1,292 @@
+//! Writing the image: seal at the planned size (growing an automatic size until the crate
+//! accepts it), stream file contents behind the metadata into a temp file beside the output,
+//! fsync, and rename it into place. An error leaves nothing at the final path.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use mkext4::RegionSink;
+
+use crate::tree::{Kind, Time, Tree};
+
+use super::declare::declare;
+use super::plan::{self, Ext4Options, TreeFacts, BLOCK};
+use super::{Ext4Error, Report};
+
+/// Positioned writes into the temp file; zero regions are left as holes.
+struct Sink<'a> {
+    file: &'a File,
+    len: u64,
+    written: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl RegionSink for Sink<'_> {
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)?;
+        self.written += bytes.len() as u64;
+        (self.progress)(self.written);
+        Ok(())
+    }
+    fn zeros(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::other("zeros past the end of the image"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file's bytes with its hole blocks skipped: what `fill` expects for a sparse file.
+struct SkipHoles<'a> {
+    inner: Box<dyn Read + 'a>,
+    holes: Box<[(u64, u64)]>,
+    next_hole: usize,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for SkipHoles<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos >= self.len {
+                return Ok(0);
+            }
+            if let Some(&(start, count)) = self.holes.get(self.next_hole) {
+                let hs = start * BLOCK;
+                let he = ((start + count) * BLOCK).min(self.len);
+                if self.pos >= hs {
+                    // Inside a hole: read and drop it.
+                    let mut skip = (&mut self.inner).take(he - self.pos);
+                    let n = io::copy(&mut skip, &mut io::sink())?;
+                    if n != he - self.pos {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.pos = he;
+                    self.next_hole += 1;
+                    continue;
+                }
+                let want = (hs - self.pos).min(buf.len() as u64) as usize;
+                let n = self.inner.read(&mut buf[..want])?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            let want = (self.len - self.pos).min(buf.len() as u64) as usize;
+            let n = self.inner.read(&mut buf[..want])?;
+            self.pos += n as u64;
+            return Ok(n);
+        }
+    }
+}
+
+/// The options handed to the crate for one attempt.
+fn crate_options(
+    size: u64,
+    inodes: u32,
+    facts: &TreeFacts,
+    opts: &Ext4Options,
+    epoch: i64,
+) -> mkext4::Options {
+    let (derived_uuid, seed) = plan::identity(&facts.digest);
+    let uuid = opts.uuid.unwrap_or(derived_uuid);
+    let mut o = mkext4::Options::new(size, uuid, epoch);
+    if opts.uuid.is_none() {
+        o.hash_seed = seed;
+    }
+    o.inodes = mkext4::InodeCount::Exact(inodes);
+    o.label = opts.label.clone();
+    o.reserved_percent = opts.reserved_percent;
+    o.journal_blocks = Some(plan::journal_blocks(size));
+    o
+}
+
+/// Tries to seal at `size`: `Ok(None)` when the image is too small.
+fn try_seal(
+    tree: &Tree,
+    o: mkext4::Options,
+    clamp: Option<Time>,
+) -> Result<Option<(mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>)>, Ext4Error> {
+    let d = match declare(tree, o, clamp) {
+        Ok(d) => d,
+        Err(Ext4Error::Full) => return Ok(None),
+        Err(Ext4Error::Options(why)) if why.contains("too small") || why.contains("journal") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    match d.builder.seal() {
+        Ok(l) => Ok(Some((l, d.files))),
+        Err(mkext4::Error::Invalid(why)) if why.contains("too small") || why.contains("image full") => {
+            Ok(None)
+        }
+        Err(e) => Err(Ext4Error::Seal(e.to_string())),
+    }
+}
+
+/// Writes `tree` as an ext4 image at `out`. `progress(done, total)` is called as bytes are
+/// written.
+pub fn write_image(
+    tree: &Tree,
+    out: &Path,
+    opts: &Ext4Options,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, Ext4Error> {
+    if let Some(l) = &opts.label {
+        if l.len() > 16 {
+            return Err(Ext4Error::Options(format!("label {l:?} is longer than 16 bytes")));
+        }
+    }
+    let clamp = opts.epoch.map(Time::secs);
+    let facts = plan::facts(tree, clamp);
+    let epoch = opts
+        .epoch
+        .unwrap_or(facts.latest.sec)
+        .clamp(0, i64::from(u32::MAX));
+    let inodes_for = |size: Option<u64>| opts.inodes.unwrap_or_else(|| plan::default_inodes(facts.inodes, size));
+    if u64::from(inodes_for(opts.size)) < facts.inodes {
+        return Err(Ext4Error::Options(format!(
+            "--inodes {} is fewer than the {} inodes the tree needs",
+            inodes_for(opts.size),
+            facts.inodes
+        )));
+    }
+
+    let (size, layout, files) = match opts.size {
+        Some(size) => {
+            let inodes = inodes_for(Some(size));
+            match try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
+                Some((l, f)) => (size, l, f),
+                None => {
+                    let needed = minimum_size(tree, &facts, opts, epoch, clamp, inodes_for(None))?;
+                    return Err(Ext4Error::TooSmall { given: size, needed });
+                }
+            }
+        }
+        None => {
+            let inodes = inodes_for(None);
+            let min = plan::estimate_min_size(&facts, inodes);
+            let headroom = (min * u64::from(opts.headroom_percent) / 100).max(4 << 20);
+            let mut size = (min + headroom).next_multiple_of(1 << 20);
+            let mut attempt = 0;
+            loop {
+                if let Some((l, f)) = try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
+                    break (size, l, f);
+                }
+                attempt += 1;
+                if attempt > 40 {
+                    return Err(Ext4Error::Seal("could not find an image size that holds the tree".into()));
+                }
+                size = (size + size / 20).next_multiple_of(1 << 20);
+            }
+        }
+    };
+
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let io_err = |source: io::Error| Ext4Error::Output {
+        path: out.display().to_string(),
+        source,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".rootsmith-")
+        .suffix(".ext4.part")
+        .tempfile_in(&dir)
+        .map_err(io_err)?;
+    tmp.as_file().set_len(size).map_err(io_err)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err)?;
+    }
+    let mut report_progress = |done: u64| progress(done, facts.file_bytes);
+    let sink = Sink {
+        file: tmp.as_file(),
+        len: size,
+        written: 0,
+        progress: &mut report_progress,
+    };
+    let mut w = layout.writer(sink).map_err(|e| Ext4Error::Write(e.to_string()))?;
+    for (h, id) in &files {
+        if layout.extents(*h).is_empty() {
+            continue;
+        }
+        let Kind::File(c) = &tree.inode(*id).kind else {
+            unreachable!("only files are filled")
+        };
+        let path_of = || {
+            tree.walk()
+                .into_iter()
+                .find(|e| e.id == *id)
+                .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                .unwrap_or_default()
+        };
+        let inner = tree.store().open(c).map_err(|source| Ext4Error::Content {
+            path: path_of(),
+            source,
+        })?;
+        let mut reader = SkipHoles {
+            inner,
+            holes: c.holes(),
+            next_hole: 0,
+            pos: 0,
+            len: c.len(),
+        };
+        w.fill(*h, &mut reader).map_err(|e| Ext4Error::Content {
+            path: path_of(),
+            source: io::Error::other(e.to_string()),
+        })?;
+    }
+    w.finish().map_err(|e| Ext4Error::Write(e.to_string()))?;
+    let file = tmp.as_file();
+    file.sync_all().map_err(io_err)?;
+    let mut sb = [0u8; 1024];
+    file.read_exact_at(&mut sb, 1024).map_err(io_err)?;
+    let counts = super::superblock::counts(&sb)
+        .ok_or_else(|| Ext4Error::Write("the written superblock has no ext4 magic".into()))?;
+    tmp.persist(out).map_err(|e| io_err(e.error))?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    let uuid = opts.uuid.unwrap_or(plan::identity(&facts.digest).0);
+    Ok(Report {
+        size,
+        uuid: plan::format_uuid(&uuid),
+        inodes: counts.s_inodes_count,
+        inodes_used: counts.s_inodes_count - counts.s_free_inodes_count,
+        blocks: counts.s_blocks_count,
+        blocks_used: counts.s_blocks_count - counts.s_free_blocks_count,
+        file_bytes: facts.file_bytes,
+        tree_digest: facts.digest.to_string(),
+        epoch,
+    })
+}
+
+/// The smallest size (in whole MiB) the crate accepts for this tree.
+fn minimum_size(
+    tree: &Tree,
+    facts: &TreeFacts,
+    opts: &Ext4Options,
+    epoch: i64,
+    clamp: Option<Time>,
+    inodes: u32,
+) -> Result<u64, Ext4Error> {
+    let mut size = plan::estimate_min_size(facts, inodes);
+    // Step down while it still fits, then up until it does.
+    let step = (size / 50).next_multiple_of(1 << 20).max(1 << 20);
+    while size > step
+        && try_seal(tree, crate_options(size - step, inodes, facts, opts, epoch), clamp)?.is_some()
+    {
+        size -= step;
+    }
+    for _ in 0..200 {
+        if try_seal(tree, crate_options(size, inodes, facts, opts, epoch), clamp)?.is_some() {
+            return Ok(size);
+        }
+        size += step;
+    }
+    Err(Ext4Error::Seal("could not find an image size that holds the tree".into()))
+}

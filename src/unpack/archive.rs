@@ -1,0 +1,338 @@
+//! A tar stream (ustar, GNU, PAX; any compression) applied to the staging tree, entry by
+//! entry, streaming. Untrusted input: every path is normalised inside the root, parents are
+//! walked with [`Follow::Strict`], and each failure names the entry.
+
+use std::io::{self, Read};
+
+use crate::tree::path::{normalize, PathBytes};
+use crate::tree::{Follow, Inode, Kind, Meta, PathError, Time, Tree, TreeError};
+
+use super::compression::{decompress, Compression};
+use super::pax::PaxFields;
+
+/// Settings for applying one archive.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackOptions {
+    /// Map every entry to this owner (`--owner 0:0`).
+    pub owner: Option<(u32, u32)>,
+}
+
+/// What was applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// The compression found.
+    pub compression: Option<&'static str>,
+    /// Entries applied.
+    pub entries: u64,
+    /// Bytes of file content stored.
+    pub file_bytes: u64,
+    /// Decompressed archive bytes read.
+    pub tar_bytes: u64,
+}
+
+/// Why one entry could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// `..` climbing above the root.
+    #[error("path climbs out of the root")]
+    Traversal,
+    /// A hard link whose target is not an earlier entry inside the root.
+    #[error("hard link to {0}, which is not an earlier entry inside the archive's root")]
+    LinkTarget(PathBytes),
+    /// An entry type rootsmith does not store.
+    #[error("unsupported tar entry type {0:?}")]
+    Unsupported(char),
+    /// A header field out of range or malformed.
+    #[error("bad header: {0}")]
+    Header(String),
+    /// The tree refused the entry.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The entry's data could not be read (truncated or corrupt stream).
+    #[error("reading its data: {0}")]
+    Data(io::Error),
+}
+
+/// Why an archive could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// One entry is bad.
+    #[error("tar entry {entry}: {source}")]
+    Entry {
+        /// The entry's path as written in the archive.
+        entry: PathBytes,
+        /// What is wrong.
+        source: EntryError,
+    },
+    /// The stream itself is broken (corrupt compression, truncated, not a tar).
+    #[error("{what} (after {entries} entries{last}): {source}")]
+    Stream {
+        /// What went wrong, in words.
+        what: &'static str,
+        /// Entries applied before the failure.
+        entries: u64,
+        /// `, last: <path>` or nothing.
+        last: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Counts bytes and remembers whether the underlying stream hit its end, which tells a
+/// proper end-of-archive marker from a truncated archive.
+struct Tracked<R> {
+    inner: R,
+    bytes: u64,
+    eof: bool,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Applies a tar archive (compression detected by magic bytes) to `tree`.
+pub fn apply_tar(
+    tree: &mut Tree,
+    input: impl Read,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
+    let (kind, reader) = decompress(input).map_err(|source| UnpackError::Stream {
+        what: "cannot start decompressing",
+        entries: 0,
+        last: String::new(),
+        source,
+    })?;
+    let mut stats = apply_plain_tar(tree, reader, opts)?;
+    stats.compression = Some(kind.name()).filter(|_| kind != Compression::None);
+    Ok(stats)
+}
+
+/// Applies an uncompressed tar stream to `tree`.
+pub fn apply_plain_tar(
+    tree: &mut Tree,
+    reader: impl Read,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
+    let mut tracked = Tracked {
+        inner: reader,
+        bytes: 0,
+        eof: false,
+    };
+    let mut stats = UnpackStats::default();
+    let mut last = PathBytes(Vec::new());
+    {
+        let mut archive = ::tar::Archive::new(&mut tracked);
+        let stream_err = |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
+            what,
+            entries: stats.entries,
+            last: if last.0.is_empty() {
+                String::new()
+            } else {
+                format!(", last: {last}")
+            },
+            source,
+        };
+        let entries = archive
+            .entries()
+            .map_err(|e| stream_err("not a tar archive", &stats, &last, e))?;
+        for entry in entries {
+            let mut entry =
+                entry.map_err(|e| stream_err("corrupt or truncated archive", &stats, &last, e))?;
+            let path = PathBytes(entry.path_bytes().into_owned());
+            let stored = apply_entry(tree, &mut entry, opts).map_err(|source| {
+                // A read error inside an entry is a broken stream more often than a bad entry;
+                // either way the entry is named.
+                UnpackError::Entry {
+                    entry: path.clone(),
+                    source,
+                }
+            })?;
+            stats.entries += 1;
+            stats.file_bytes += stored;
+            last = path;
+        }
+    }
+    if tracked.eof {
+        return Err(UnpackError::Stream {
+            what: "truncated archive: it ends without the end-of-archive marker",
+            entries: stats.entries,
+            last: format!(", last: {last}"),
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of stream"),
+        });
+    }
+    // Drain the rest so a compressed stream's trailer (CRC, sizes) is checked too.
+    io::copy(&mut tracked, &mut io::sink()).map_err(|source| UnpackError::Stream {
+        what: "corrupt data after the end of the archive",
+        entries: stats.entries,
+        last: format!(", last: {last}"),
+        source,
+    })?;
+    stats.tar_bytes = tracked.bytes;
+    Ok(stats)
+}
+
+fn header_err(what: &str, e: impl std::fmt::Display) -> EntryError {
+    EntryError::Header(format!("{what}: {e}"))
+}
+
+fn id32(v: u64, what: &str) -> Result<u32, EntryError> {
+    u32::try_from(v).map_err(|_| EntryError::Header(format!("{what} {v} does not fit in 32 bits")))
+}
+
+/// Applies one entry; returns the file bytes it stored.
+fn apply_entry<R: Read>(
+    tree: &mut Tree,
+    entry: &mut ::tar::Entry<'_, R>,
+    opts: &UnpackOptions,
+) -> Result<u64, EntryError> {
+    use ::tar::EntryType as T;
+    let etype = entry.header().entry_type();
+    if matches!(etype, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
+        return Ok(0);
+    }
+    let mut pax = PaxFields::default();
+    if let Some(exts) = entry.pax_extensions().map_err(|e| header_err("PAX header", e))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| header_err("PAX header", e))?;
+            pax.apply(ext.key_bytes(), ext.value_bytes())
+                .map_err(|e| EntryError::Header(e.to_string()))?;
+        }
+    }
+    let raw_path = entry.path_bytes().into_owned();
+    let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
+    let meta = entry_meta(entry.header(), &pax, opts)?;
+    let parent_meta = Meta::new(0o755, meta.mtime);
+    let kind = match etype {
+        T::Regular | T::Continuous | T::GNUSparse => {
+            let size = entry.size();
+            let content = tree
+                .store_mut()
+                .ingest(entry, size)
+                .map_err(EntryError::Data)?;
+            Kind::File(content)
+        }
+        T::Directory => Kind::empty_dir(),
+        T::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| EntryError::Header("symlink without a target".into()))?;
+            if target.is_empty() {
+                return Err(EntryError::Header("symlink with an empty target".into()));
+            }
+            Kind::Symlink(target.into_owned())
+        }
+        T::Link => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| EntryError::Header("hard link without a target".into()))?
+                .into_owned();
+            return link_entry(tree, &names, &target).map(|()| 0);
+        }
+        T::Char | T::Block => {
+            let major = entry
+                .header()
+                .device_major()
+                .map_err(|e| header_err("device major", e))?
+                .unwrap_or(0);
+            let minor = entry
+                .header()
+                .device_minor()
+                .map_err(|e| header_err("device minor", e))?
+                .unwrap_or(0);
+            if etype == T::Char {
+                Kind::CharDevice { major, minor }
+            } else {
+                Kind::BlockDevice { major, minor }
+            }
+        }
+        T::Fifo => Kind::Fifo,
+        other => return Err(EntryError::Unsupported(other.as_byte() as char)),
+    };
+    let stored = match &kind {
+        Kind::File(c) => c.len(),
+        _ => 0,
+    };
+    let path = crate::tree::path::join(&names);
+    tree.insert(&path, Inode::new(kind, meta), &parent_meta, Follow::Strict)?;
+    Ok(stored)
+}
+
+fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), EntryError> {
+    let outside = || EntryError::LinkTarget(PathBytes(target.to_vec()));
+    let tnames = normalize(target).map_err(|()| outside())?;
+    let tpath = crate::tree::path::join(&tnames);
+    let target_id = tree
+        .resolve(&tpath, Follow::Strict, false)
+        .map_err(|_| outside())?;
+    if tree.inode(target_id).is_dir() {
+        return Err(TreeError::LinkToDir(PathBytes(target.to_vec())).into());
+    }
+    let Some((name, parents)) = names.split_last() else {
+        return Err(TreeError::RootReplaced("hard link").into());
+    };
+    let parent_meta = tree.inode(target_id).meta.clone();
+    let parent_meta = Meta::new(0o755, parent_meta.mtime);
+    let dir = tree.mkdir_all(&crate::tree::path::join(parents), &parent_meta, Follow::Strict)?;
+    tree.link(dir, name, target_id)?;
+    Ok(())
+}
+
+fn entry_meta(
+    h: &::tar::Header,
+    pax: &PaxFields,
+    opts: &UnpackOptions,
+) -> Result<Meta, EntryError> {
+    let mode = h.mode().map_err(|e| header_err("mode", e))?;
+    let mtime = match pax.mtime {
+        Some(t) => t,
+        None => {
+            let s = h.mtime().map_err(|e| header_err("mtime", e))?;
+            Time::secs(i64::try_from(s).map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?)
+        }
+    };
+    let (uid, gid) = match opts.owner {
+        Some(o) => o,
+        None => (
+            id32(match pax.uid { Some(u) => u, None => h.uid().map_err(|e| header_err("uid", e))? }, "uid")?,
+            id32(match pax.gid { Some(g) => g, None => h.gid().map_err(|e| header_err("gid", e))? }, "gid")?,
+        ),
+    };
+    for name in pax.xattrs.keys() {
+        if !xattr_namespace_known(name) {
+            return Err(EntryError::Header(format!(
+                "xattr {name:?} has no namespace ext4 stores (user., trusted., security., system.)"
+            )));
+        }
+    }
+    Ok(Meta {
+        mode: (mode & 0o7777) as u16,
+        uid,
+        gid,
+        atime: pax.atime.unwrap_or(mtime),
+        mtime,
+        ctime: pax.ctime.unwrap_or(mtime),
+        xattrs: pax.xattrs.clone(),
+    })
+}
+
+/// True for xattr names ext4 can store.
+pub fn xattr_namespace_known(name: &str) -> bool {
+    ["user.", "trusted.", "security.", "system."]
+        .iter()
+        .any(|p| name.starts_with(p) && name.len() > p.len())
+        || name == "system.posix_acl_access"
+        || name == "system.posix_acl_default"
+}
+
+impl From<PathError> for EntryError {
+    fn from(e: PathError) -> Self {
+        EntryError::Tree(TreeError::Path(e))
+    }
+}
