@@ -5,8 +5,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod digest;
+pub mod etc;
 pub mod ext4;
+pub mod fetch;
+pub mod pkg;
 pub mod tree;
 pub mod unpack;

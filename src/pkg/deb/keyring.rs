@@ -1,0 +1,194 @@
+//! OpenPGP keyrings as apt uses them (binary `.gpg` keyrings, armoured `.asc` files, inline
+//! `Signed-By` blocks) and signature checks of `InRelease` / `Release.gpg` with rPGP.
+//!
+//! Archive keyrings carry third-party certifications and GnuPG trust packets (Ubuntu's), so
+//! keys are grouped after dropping trust/marker packets, and only each subkey's own binding
+//! to its primary is checked. A signature counts when its issuer is a primary key or a
+//! properly bound subkey of a trusted certificate, its hash is not SHA-1/MD5, and it verifies.
+
+use std::io::{BufReader, Cursor};
+
+use pgp::composed::{
+    CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey,
+    SignedPublicKeyParser,
+};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{Packet, PacketParser, Signature};
+use pgp::types::KeyDetails;
+
+/// Why a keyring could not be read or a signature not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The keyring bytes are not OpenPGP keys.
+    #[error("{name}: not an openpgp keyring: {why}")]
+    BadKeyring {
+        /// Where the keyring came from.
+        name: String,
+        /// rPGP's message.
+        why: String,
+    },
+    /// The signed file cannot be parsed.
+    #[error("{name}: not a signed release file: {why}")]
+    BadSigned {
+        /// The file.
+        name: String,
+        /// rPGP's message.
+        why: String,
+    },
+    /// No signature made by a trusted key verified.
+    #[error("{name}: no valid signature by a trusted key ({detail}); the repository is not signed by a key the image trusts — add its key with --apt-source \"deb [signed-by=KEYRING] ...\"")]
+    Untrusted {
+        /// The file.
+        name: String,
+        /// What was found.
+        detail: String,
+    },
+}
+
+/// A set of trusted certificates.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    /// The certificates.
+    pub certs: Vec<SignedPublicKey>,
+}
+
+impl Keyring {
+    /// Adds the keys of a binary or armoured keyring file (several armour blocks allowed).
+    pub fn add_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<usize, KeyError> {
+        let bad = |why: String| KeyError::BadKeyring {
+            name: name.to_string(),
+            why,
+        };
+        let text = std::str::from_utf8(bytes).ok();
+        let mut added = 0;
+        if let Some(t) = text.filter(|t| t.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+            // Each armour block separately; keys in it from its binary packets.
+            let mut rest = t;
+            while let Some(start) = rest.find("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+                let end_marker = "-----END PGP PUBLIC KEY BLOCK-----";
+                let Some(end) = rest[start..].find(end_marker) else {
+                    return Err(bad("armour block without an end line".into()));
+                };
+                let block = &rest[start..start + end + end_marker.len()];
+                let mut de = pgp::armor::Dearmor::new(BufReader::new(Cursor::new(block.as_bytes())));
+                let mut bin = Vec::new();
+                std::io::Read::read_to_end(&mut de, &mut bin).map_err(|e| bad(e.to_string()))?;
+                added += self.add_binary(&bin).map_err(bad)?;
+                rest = &rest[start + end + end_marker.len()..];
+            }
+        } else {
+            added += self.add_binary(bytes).map_err(bad)?;
+        }
+        if added == 0 {
+            return Err(bad("no public keys in it".into()));
+        }
+        Ok(added)
+    }
+
+    fn add_binary(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        let packets = PacketParser::new(BufReader::new(Cursor::new(bytes)))
+            .filter(|p| !matches!(p, Ok(Packet::Trust(_)) | Ok(Packet::Marker(_)) | Ok(Packet::Padding(_))));
+        let mut n = 0;
+        for cert in SignedPublicKeyParser::from_packets(packets.peekable()) {
+            let cert = cert.map_err(|e| e.to_string())?;
+            self.certs.push(cert);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Keeps only certificates with a primary or subkey fingerprint in `fprs` (hex, any
+    /// case, spaces ignored, a trailing `!` allowed).
+    pub fn only(&self, fprs: &[String]) -> Keyring {
+        let norm = |s: &str| s.trim_end_matches('!').replace(' ', "").to_ascii_uppercase();
+        let want: Vec<String> = fprs.iter().map(|f| norm(f)).collect();
+        let hex = |f: pgp::types::Fingerprint| format!("{f:X}");
+        Keyring {
+            certs: self
+                .certs
+                .iter()
+                .filter(|c| {
+                    want.contains(&hex(c.primary_key.fingerprint()))
+                        || c.public_subkeys.iter().any(|s| want.contains(&hex(s.key.fingerprint())))
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Merges another keyring into this one.
+    pub fn extend(&mut self, other: Keyring) {
+        self.certs.extend(other.certs);
+    }
+
+    /// True when `sig` verifies over `data` with a trusted primary key or bound subkey.
+    fn accepts(&self, sig: &Signature, data: &[u8]) -> bool {
+        if matches!(sig.hash_alg(), Some(HashAlgorithm::Sha1) | Some(HashAlgorithm::Md5) | None) {
+            return false;
+        }
+        let fps = sig.issuer_fingerprint();
+        let ids = sig.issuer_key_id();
+        let matches = |k: &dyn KeyDetails| {
+            fps.iter().any(|f| **f == k.fingerprint()) || ids.iter().any(|i| **i == k.legacy_key_id())
+        };
+        for cert in &self.certs {
+            if matches(&cert.primary_key) && sig.verify(&cert.primary_key, data).is_ok() {
+                return true;
+            }
+            for sub in &cert.public_subkeys {
+                if matches(&sub.key)
+                    && sub.verify_bindings(&cert.primary_key).is_ok()
+                    && sub.signatures.iter().any(|b| b.key_flags().sign())
+                    && sig.verify(&sub.key, data).is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Verifies a clearsigned `InRelease` and returns the signed text (dash-unescaped) —
+    /// the only text a caller may trust.
+    pub fn verify_cleartext(&self, name: &str, text: &str) -> Result<String, KeyError> {
+        let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| KeyError::BadSigned {
+            name: name.to_string(),
+            why: e.to_string(),
+        })?;
+        let signed = msg.signed_text();
+        let n = msg.signatures().len();
+        if msg.signatures().iter().any(|s| self.accepts(s, signed.as_bytes())) {
+            return Ok(signed);
+        }
+        Err(KeyError::Untrusted {
+            name: name.to_string(),
+            detail: format!("{n} signature(s), {} trusted certificate(s)", self.certs.len()),
+        })
+    }
+
+    /// Verifies a detached `Release.gpg` over `data`.
+    pub fn verify_detached(&self, name: &str, data: &[u8], sig: &[u8]) -> Result<(), KeyError> {
+        let bad = |why: String| KeyError::BadSigned {
+            name: name.to_string(),
+            why,
+        };
+        let sigs: Vec<DetachedSignature> = match std::str::from_utf8(sig) {
+            Ok(t) if t.contains("-----BEGIN PGP SIGNATURE-----") => DetachedSignature::from_string_many(t)
+                .map_err(|e| bad(e.to_string()))?
+                .0
+                .filter_map(Result::ok)
+                .collect(),
+            _ => DetachedSignature::from_bytes_many(BufReader::new(Cursor::new(sig)))
+                .map_err(|e| bad(e.to_string()))?
+                .filter_map(Result::ok)
+                .collect(),
+        };
+        if sigs.iter().any(|s| self.accepts(&s.signature, data)) {
+            return Ok(());
+        }
+        Err(KeyError::Untrusted {
+            name: name.to_string(),
+            detail: format!("{} signature(s), {} trusted certificate(s)", sigs.len(), self.certs.len()),
+        })
+    }
+}
