@@ -156,6 +156,9 @@ mod tests {
         for (path, t, data) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*t);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
             h.set_mode(if *t == tar::EntryType::Directory { 0o755 } else { 0o644 });
             if *t == tar::EntryType::Symlink {
                 h.set_size(0);

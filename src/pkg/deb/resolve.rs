@@ -363,7 +363,12 @@ pub fn resolve(
     let mut st = State::new(avail, installed, arch);
     let mut queue = Vec::new();
     for r in requested {
-        let atom = super::relation::parse_atom(r).map_err(|_| ResolveError::NotFound(r.clone()))?;
+        // `name=version` (apt's syntax) or a relation atom `name (>= version)`.
+        let spec = match r.split_once('=') {
+            Some((n, v)) if !r.contains('(') => format!("{n} (= {v})"),
+            _ => r.clone(),
+        };
+        let atom = super::relation::parse_atom(&spec).map_err(|_| ResolveError::NotFound(r.clone()))?;
         let i = match st.choose(&atom) {
             Ok(i) => i,
             Err(why) if st.candidate.contains_key(atom.name.as_str()) => {
