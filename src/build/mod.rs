@@ -23,7 +23,9 @@ impl std::str::FromStr for Base {
     fn from_str(s: &str) -> Result<Base, String> {
         match s.split_once(':') {
             Some(("rootfs", p)) if !p.is_empty() => Ok(Base::RootfsTar(p.into())),
-            _ => Err(format!("unsupported base {s:?}: give rootfs:FILE (a rootfs tarball)")),
+            _ => Err(format!(
+                "unsupported base {s:?}: give rootfs:FILE (a rootfs tarball)"
+            )),
         }
     }
 }
@@ -43,7 +45,9 @@ pub enum BuildError {
     #[error(transparent)]
     Deb(#[from] deb::DebError),
     /// Packages were asked for but the base has no known package manager.
-    #[error("the base has neither /var/lib/dpkg/status nor /etc/apk: cannot install packages into it")]
+    #[error(
+        "the base has neither /var/lib/dpkg/status nor /etc/apk: cannot install packages into it"
+    )]
     UnknownDistro,
     /// The image could not be written.
     #[error(transparent)]
@@ -91,7 +95,12 @@ pub fn load_base(base: &Base) -> Result<Tree, BuildError> {
                 path: p.display().to_string(),
                 why: format!("{e}; check the path"),
             })?;
-            unpack::apply_tar(&mut tree, std::io::BufReader::new(f), &UnpackOptions::default()).map_err(|e| BuildError::Base {
+            unpack::apply_tar(
+                &mut tree,
+                std::io::BufReader::new(f),
+                &UnpackOptions::default(),
+            )
+            .map_err(|e| BuildError::Base {
                 path: p.display().to_string(),
                 why: e.to_string(),
             })?;
@@ -101,7 +110,12 @@ pub fn load_base(base: &Base) -> Result<Tree, BuildError> {
 }
 
 /// Runs the package stage on `tree` (dispatching on the base's package manager).
-pub fn install_packages(tree: &mut Tree, plan: &Plan, cache: &Cache, fetcher: &Fetcher) -> Result<Option<DebReport>, BuildError> {
+pub fn install_packages(
+    tree: &mut Tree,
+    plan: &Plan,
+    cache: &Cache,
+    fetcher: &Fetcher,
+) -> Result<Option<DebReport>, BuildError> {
     if plan.deb.packages.is_empty() && plan.deb.lock.is_none() {
         return Ok(None);
     }
@@ -126,7 +140,11 @@ pub fn run(plan: &Plan, cache: &Cache, fetcher: &Fetcher) -> Result<Report, Buil
         ..Ext4Options::default()
     };
     match ext4::write_image(&tree, &image, &opts, &mut |_, _| {}) {
-        Ok(r) => Ok(Report { deb, image, size: r.size }),
+        Ok(r) => Ok(Report {
+            deb,
+            image,
+            size: r.size,
+        }),
         Err(e) => {
             if created {
                 let _ = std::fs::remove_dir(&plan.out_dir);

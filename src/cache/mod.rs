@@ -51,7 +51,9 @@ impl Cache {
     }
 
     fn key_path(&self, key: &str) -> PathBuf {
-        self.root.join("by-key").join(Digest::of(key.as_bytes()).hex())
+        self.root
+            .join("by-key")
+            .join(Digest::of(key.as_bytes()).hex())
     }
 
     /// The bytes stored under `key` if younger than `max_age`.
@@ -93,6 +95,10 @@ mod tests {
         fs::write(c.blob_path(&d), b"tampered").unwrap();
         assert!(c.get(&d).is_none());
         c.put_key("http://x/InRelease", b"r").unwrap();
-        assert_eq!(c.get_key("http://x/InRelease", Duration::from_secs(60)).unwrap(), b"r");
+        assert_eq!(
+            c.get_key("http://x/InRelease", Duration::from_secs(60))
+                .unwrap(),
+            b"r"
+        );
     }
 }

@@ -43,7 +43,9 @@ pub struct DebArgs {
 
 /// Arguments of `rootsmith build`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  rootsmith build --base rootfs:debian-bookworm-slim.tar.xz --package openssh-server --out out/\n\nNothing is written to OUT unless the whole build succeeds.")]
+#[command(
+    after_help = "Example:\n  rootsmith build --base rootfs:debian-bookworm-slim.tar.xz --package openssh-server --out out/\n\nNothing is written to OUT unless the whole build succeeds."
+)]
 pub struct BuildArgs {
     /// The base: rootfs:FILE (a rootfs tarball).
     #[arg(long, value_name = "REF")]
@@ -71,14 +73,22 @@ pub struct BuildArgs {
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let epoch = super::source_date_epoch()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let lock = match &args.deb.lock {
-        Some(p) if p.exists() => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read lock file {}", p.display()))?),
+        Some(p) if p.exists() => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read lock file {}", p.display()))?,
+        ),
         _ => None,
     };
     let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
         build::default_cache_dir(
-            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).as_deref(),
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .as_deref(),
             std::env::var_os("HOME").map(PathBuf::from).as_deref(),
         )
     });
@@ -101,7 +111,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     };
     let report = build::run(&plan, &Cache::new(cache_dir), &Fetcher::default())?;
     if let (Some(p), None, Some(d)) = (&args.deb.lock, &lock, &report.deb) {
-        std::fs::write(p, &d.lock).with_context(|| format!("cannot write lock file {}", p.display()))?;
+        std::fs::write(p, &d.lock)
+            .with_context(|| format!("cannot write lock file {}", p.display()))?;
     }
     if let Some(d) = &report.deb {
         for w in &d.warnings {
@@ -130,7 +141,12 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
                 d.downloaded / 1024
             );
         }
-        eprintln!("wrote {} ({} MiB, {:.2}s)", report.image.display(), report.size >> 20, secs);
+        eprintln!(
+            "wrote {} ({} MiB, {:.2}s)",
+            report.image.display(),
+            report.size >> 20,
+            secs
+        );
     }
     Ok(())
 }

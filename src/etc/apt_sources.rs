@@ -64,7 +64,10 @@ fn parse_signed_by(v: &str) -> Option<SignedBy> {
         .collect();
     if items.is_empty() {
         None
-    } else if items.iter().all(|i| i.starts_with('/') || i.starts_with('.')) {
+    } else if items
+        .iter()
+        .all(|i| i.starts_with('/') || i.starts_with('.'))
+    {
         Some(SignedBy::Paths(items))
     } else {
         Some(SignedBy::Fingerprints(items))
@@ -88,7 +91,9 @@ pub fn parse_deb822(file: &str, text: &str) -> Result<Vec<AptSource>, SourcesErr
                 .map(|(_, v)| v.as_str())
         };
         let words = |n: &str| -> Vec<String> {
-            get(n).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+            get(n)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
         };
         let enabled = get("Enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
         let types = words("Types");
@@ -164,19 +169,27 @@ pub fn parse_one_line(file: &str, text: &str) -> Result<Vec<AptSource>, SourcesE
             line: i + 1,
             why,
         };
-        let (kind, mut rest) = line.split_once(char::is_whitespace).ok_or_else(|| err(format!("{line:?} is not `deb URI SUITE COMPONENT...`")))?;
+        let (kind, mut rest) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| err(format!("{line:?} is not `deb URI SUITE COMPONENT...`")))?;
         if kind == "deb-src" {
             continue;
         }
         if kind != "deb" {
-            return Err(err(format!("unknown type {kind:?}: expected deb or deb-src")));
+            return Err(err(format!(
+                "unknown type {kind:?}: expected deb or deb-src"
+            )));
         }
         rest = rest.trim();
         let mut opts: Vec<(String, String)> = Vec::new();
         if let Some(r) = rest.strip_prefix('[') {
-            let (o, after) = r.split_once(']').ok_or_else(|| err("`[` options without `]`".into()))?;
+            let (o, after) = r
+                .split_once(']')
+                .ok_or_else(|| err("`[` options without `]`".into()))?;
             for kv in o.split_whitespace() {
-                let (k, v) = kv.split_once('=').ok_or_else(|| err(format!("option {kv:?} is not key=value")))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| err(format!("option {kv:?} is not key=value")))?;
                 opts.push((k.to_ascii_lowercase(), v.to_string()));
             }
             rest = after.trim();
@@ -191,7 +204,9 @@ pub fn parse_one_line(file: &str, text: &str) -> Result<Vec<AptSource>, SourcesE
             suites: vec![words[1].clone()],
             components: words[2..].to_vec(),
             signed_by: opt("signed-by").and_then(|v| parse_signed_by(&v)),
-            architectures: opt("arch").map(|a| a.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            architectures: opt("arch")
+                .map(|a| a.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
         });
     }
     Ok(out)
@@ -245,7 +260,13 @@ mod tests {
 
     #[test]
     fn mirror_replaces_the_host() {
-        assert_eq!(with_mirror("http://deb.example/debian", "http://127.0.0.1:8080"), "http://127.0.0.1:8080/debian");
-        assert_eq!(with_mirror("http://deb.example/debian", "http://127.0.0.1:8080/repo/"), "http://127.0.0.1:8080/repo");
+        assert_eq!(
+            with_mirror("http://deb.example/debian", "http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/debian"
+        );
+        assert_eq!(
+            with_mirror("http://deb.example/debian", "http://127.0.0.1:8080/repo/"),
+            "http://127.0.0.1:8080/repo"
+        );
     }
 }

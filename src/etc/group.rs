@@ -13,13 +13,19 @@ pub fn entries(text: &str) -> Vec<(String, u32)> {
 
 /// The gid of group `name`.
 pub fn gid_of(text: &str, name: &str) -> Option<u32> {
-    entries(text).into_iter().find(|(n, _)| n == name).map(|(_, g)| g)
+    entries(text)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, g)| g)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn lookup() {
-        assert_eq!(super::gid_of("root:x:0:\nutmp:x:43:\nbad", "utmp"), Some(43));
+        assert_eq!(
+            super::gid_of("root:x:0:\nutmp:x:43:\nbad", "utmp"),
+            Some(43)
+        );
     }
 }

@@ -39,7 +39,10 @@ pub fn entries(text: &str) -> Vec<PasswdEntry> {
 }
 
 /// The lowest id in `range` not in `used` (adduser's `--system` allocation).
-pub fn first_free(used: impl IntoIterator<Item = u32>, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
+pub fn first_free(
+    used: impl IntoIterator<Item = u32>,
+    range: std::ops::RangeInclusive<u32>,
+) -> Option<u32> {
     let used: std::collections::BTreeSet<u32> = used.into_iter().collect();
     range.into_iter().find(|i| !used.contains(i))
 }
@@ -53,7 +56,10 @@ pub fn add(text: &str, e: &PasswdEntry) -> String {
     if !s.is_empty() && !s.ends_with('\n') {
         s.push('\n');
     }
-    s.push_str(&format!("{}:x:{}:{}:{}:{}:{}\n", e.name, e.uid, e.gid, e.gecos, e.home, e.shell));
+    s.push_str(&format!(
+        "{}:x:{}:{}:{}:{}:{}\n",
+        e.name, e.uid, e.gid, e.gecos, e.home, e.shell
+    ));
     s
 }
 
@@ -66,7 +72,14 @@ mod tests {
         let t = "root:x:0:0:root:/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin";
         let uid = first_free(entries(t).iter().map(|e| e.uid), 100..=999).unwrap();
         assert_eq!(uid, 100);
-        let e = PasswdEntry { name: "sshd".into(), uid, gid: 65534, gecos: String::new(), home: "/run/sshd".into(), shell: "/usr/sbin/nologin".into() };
+        let e = PasswdEntry {
+            name: "sshd".into(),
+            uid,
+            gid: 65534,
+            gecos: String::new(),
+            home: "/run/sshd".into(),
+            shell: "/usr/sbin/nologin".into(),
+        };
         let out = add(t, &e);
         assert!(out.starts_with(t));
         assert!(out.ends_with("sshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n"));

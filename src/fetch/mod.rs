@@ -96,7 +96,10 @@ impl Fetcher {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     if status == 404 || status == 410 {
-                        return Err(FetchError::NotFound { url: url.into(), status });
+                        return Err(FetchError::NotFound {
+                            url: url.into(),
+                            status,
+                        });
                     }
                     if !(200..300).contains(&status) {
                         last = format!("http status {status}");
@@ -105,7 +108,12 @@ impl Fetcher {
                         }
                         continue;
                     }
-                    match resp.body_mut().with_config().limit(self.max_bytes).read_to_vec() {
+                    match resp
+                        .body_mut()
+                        .with_config()
+                        .limit(self.max_bytes)
+                        .read_to_vec()
+                    {
                         Ok(b) => return Ok(b),
                         Err(e) => last = e.to_string(),
                     }
@@ -120,7 +128,12 @@ impl Fetcher {
     }
 
     /// Downloads `url` and checks it against `want` (and `size` when known).
-    pub fn get_verified(&self, url: &str, want: &Digest, size: Option<u64>) -> Result<Vec<u8>, FetchError> {
+    pub fn get_verified(
+        &self,
+        url: &str,
+        want: &Digest,
+        size: Option<u64>,
+    ) -> Result<Vec<u8>, FetchError> {
         let b = self.get(url)?;
         verify(url, &b, want, size)?;
         Ok(b)

@@ -46,7 +46,11 @@ impl Paragraph {
 
     /// Sets `name` (replacing it in place, or appending).
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .fields
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(f) => f.1 = value.to_string(),
             None => self.fields.push((name.to_string(), value.to_string())),
         }
@@ -59,8 +63,13 @@ impl Paragraph {
 
     /// A folded field as one line (continuations joined with spaces).
     pub fn folded(&self, name: &str) -> Option<String> {
-        self.raw(name)
-            .map(|v| v.split('\n').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "))
+        self.raw(name).map(|v| {
+            v.split('\n')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
     }
 
     /// Writes the paragraph as deb822 text (no trailing blank line).
@@ -114,7 +123,8 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
                 text: line.chars().take(60).collect(),
             });
         }
-        cur.fields.push((name.to_string(), value.trim().to_string()));
+        cur.fields
+            .push((name.to_string(), value.trim().to_string()));
     }
     if !cur.fields.is_empty() {
         out.push(cur);
@@ -132,7 +142,10 @@ mod tests {
         let p = parse(t).unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].get("package"), Some("a"));
-        assert_eq!(p[0].raw("Description"), Some("short\n long line\n .\n more"));
+        assert_eq!(
+            p[0].raw("Description"),
+            Some("short\n long line\n .\n more")
+        );
         assert_eq!(p[1].folded("Depends").as_deref(), Some("x, y"));
         assert_eq!(parse(&p[0].to_text()).unwrap()[0], p[0]);
     }
@@ -140,7 +153,10 @@ mod tests {
     #[test]
     fn bad_lines_are_errors_not_panics() {
         assert_eq!(parse(" x\n"), Err(ControlError::Orphan(1)));
-        assert!(matches!(parse("nocolon\n"), Err(ControlError::BadLine { line: 1, .. })));
+        assert!(matches!(
+            parse("nocolon\n"),
+            Err(ControlError::BadLine { line: 1, .. })
+        ));
         assert!(parse("").unwrap().is_empty());
     }
 }

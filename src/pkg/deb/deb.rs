@@ -30,7 +30,9 @@ pub struct Deb<'a> {
 
 /// Splits an ar archive into `(name, bytes)` members.
 pub fn ar_members(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, DebError> {
-    let mut rest = bytes.strip_prefix(b"!<arch>\n").ok_or_else(|| DebError::Ar("missing the !<arch> magic".into()))?;
+    let mut rest = bytes
+        .strip_prefix(b"!<arch>\n")
+        .ok_or_else(|| DebError::Ar("missing the !<arch> magic".into()))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 60 {
@@ -40,13 +42,19 @@ pub fn ar_members(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, DebError> {
         if &h[58..60] != b"`\n" {
             return Err(DebError::Ar("bad member header terminator".into()));
         }
-        let name = String::from_utf8_lossy(&h[0..16]).trim_end().trim_end_matches('/').to_string();
+        let name = String::from_utf8_lossy(&h[0..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
         let size: usize = std::str::from_utf8(&h[48..58])
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| DebError::Ar(format!("member {name:?}: bad size")))?;
         if size > body.len() {
-            return Err(DebError::Ar(format!("member {name:?}: {size} bytes but only {} left", body.len())));
+            return Err(DebError::Ar(format!(
+                "member {name:?}: {size} bytes but only {} left",
+                body.len()
+            )));
         }
         out.push((name, &body[..size]));
         let next = size + (size & 1);
@@ -72,11 +80,15 @@ pub fn read(bytes: &[u8]) -> Result<Deb<'_>, DebError> {
     }
     let v = version.ok_or(DebError::Missing("debian-binary"))?;
     if !v.starts_with(b"2.") {
-        return Err(DebError::Ar(format!("format {:?}, expected 2.0", String::from_utf8_lossy(v).trim())));
+        return Err(DebError::Ar(format!(
+            "format {:?}, expected 2.0",
+            String::from_utf8_lossy(v).trim()
+        )));
     }
     let control_tar = control_tar.ok_or(DebError::Missing("control.tar"))?;
     let data = data.ok_or(DebError::Missing("data.tar"))?;
-    let (_, reader) = crate::unpack::decompress(control_tar).map_err(|e| DebError::Control(e.to_string()))?;
+    let (_, reader) =
+        crate::unpack::decompress(control_tar).map_err(|e| DebError::Control(e.to_string()))?;
     let mut control = BTreeMap::new();
     let mut ar = tar::Archive::new(reader);
     let entries = ar.entries().map_err(|e| DebError::Control(e.to_string()))?;
@@ -85,17 +97,22 @@ pub fn read(bytes: &[u8]) -> Result<Deb<'_>, DebError> {
         if e.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let path = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").to_string();
+        let path = String::from_utf8_lossy(&e.path_bytes())
+            .trim_start_matches("./")
+            .to_string();
         if path.contains('/') || path.is_empty() {
             continue;
         }
         let mode = e.header().mode().unwrap_or(0o644);
         let size = e.size();
         if size > 64 << 20 {
-            return Err(DebError::Control(format!("{path}: {size} bytes is too large for a control file")));
+            return Err(DebError::Control(format!(
+                "{path}: {size} bytes is too large for a control file"
+            )));
         }
         let mut buf = Vec::with_capacity(size as usize);
-        e.read_to_end(&mut buf).map_err(|e| DebError::Control(e.to_string()))?;
+        e.read_to_end(&mut buf)
+            .map_err(|e| DebError::Control(e.to_string()))?;
         control.insert(path, (mode, buf));
     }
     if !control.contains_key("control") {
@@ -113,11 +130,23 @@ mod tests {
         assert!(ar_members(b"junk").is_err());
         assert!(ar_members(b"!<arch>\nshort").is_err());
         let mut a = b"!<arch>\n".to_vec();
-        a.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", "debian-binary", 0, 0, 0, 100644, 999).as_bytes());
+        a.extend_from_slice(
+            format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                "debian-binary", 0, 0, 0, 100644, 999
+            )
+            .as_bytes(),
+        );
         a.extend_from_slice(b"2.0\n");
         assert!(matches!(ar_members(&a), Err(DebError::Ar(_))));
         let mut ok = b"!<arch>\n".to_vec();
-        ok.extend_from_slice(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", "debian-binary", 0, 0, 0, 100644, 3).as_bytes());
+        ok.extend_from_slice(
+            format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                "debian-binary", 0, 0, 0, 100644, 3
+            )
+            .as_bytes(),
+        );
         ok.extend_from_slice(b"2.0\n");
         assert_eq!(ar_members(&ok).unwrap()[0].1, b"2.0");
         assert!(matches!(read(&ok), Err(DebError::Missing(_))));

@@ -10,14 +10,40 @@ use crate::tree::{Meta, Time, Tree, TreeError};
 
 /// dpkg's own order of status fields; other fields follow in their control-file order.
 const ORDER: &[&str] = &[
-    "Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin", "Maintainer",
-    "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Config-Version", "Replaces", "Provides", "Depends",
-    "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Description",
+    "Package",
+    "Essential",
+    "Protected",
+    "Status",
+    "Priority",
+    "Section",
+    "Installed-Size",
+    "Origin",
+    "Maintainer",
+    "Bugs",
+    "Architecture",
+    "Multi-Arch",
+    "Source",
+    "Version",
+    "Config-Version",
+    "Replaces",
+    "Provides",
+    "Depends",
+    "Pre-Depends",
+    "Recommends",
+    "Suggests",
+    "Breaks",
+    "Conflicts",
+    "Enhances",
+    "Conffiles",
+    "Description",
 ];
 
 /// Hex MD5 of `data`.
 pub fn md5_hex(data: &[u8]) -> String {
-    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The status stanza for an installed package from its control paragraph.
@@ -29,7 +55,10 @@ pub fn status_stanza(control: &Paragraph, conffiles: &[(String, String)]) -> Par
     all.retain(|(n, _)| !n.eq_ignore_ascii_case("Status") && !n.eq_ignore_ascii_case("Conffiles"));
     all.push(("Status".into(), "install ok installed".into()));
     if !conffiles.is_empty() {
-        let v: String = conffiles.iter().map(|(p, h)| format!("\n {p} {h}")).collect();
+        let v: String = conffiles
+            .iter()
+            .map(|(p, h)| format!("\n {p} {h}"))
+            .collect();
         all.push(("Conffiles".into(), v));
     }
     for (n, v) in all {
@@ -50,7 +79,14 @@ pub fn upsert(status: &str, stanza: &Paragraph) -> Result<String, super::control
     let mut paras = super::control::parse(status)?;
     let key = |p: &Paragraph| {
         let same = p.get("Multi-Arch") == Some("same");
-        (p.get("Package").unwrap_or_default().to_string(), if same { p.get("Architecture").unwrap_or_default().to_string() } else { String::new() })
+        (
+            p.get("Package").unwrap_or_default().to_string(),
+            if same {
+                p.get("Architecture").unwrap_or_default().to_string()
+            } else {
+                String::new()
+            },
+        )
     };
     let k = key(stanza);
     match paras.iter_mut().find(|p| key(p) == k) {
@@ -66,7 +102,12 @@ pub fn upsert(status: &str, stanza: &Paragraph) -> Result<String, super::control
 }
 
 /// Writes `/var/lib/dpkg/info/<name>.<ext>` files.
-pub fn write_info(tree: &mut Tree, dpkg_name: &str, files: &[(&str, Vec<u8>, u16)], time: Time) -> Result<(), TreeError> {
+pub fn write_info(
+    tree: &mut Tree,
+    dpkg_name: &str,
+    files: &[(&str, Vec<u8>, u16)],
+    time: Time,
+) -> Result<(), TreeError> {
     for (ext, data, mode) in files {
         let path = format!("/var/lib/dpkg/info/{dpkg_name}.{ext}");
         tree.write_file(path.as_bytes(), data, Meta::new(*mode, time))?;

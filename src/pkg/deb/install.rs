@@ -35,32 +35,53 @@ pub struct Owners {
 impl Owners {
     /// Reads the maps from the tree (missing files give empty maps).
     pub fn from_tree(tree: &Tree) -> Owners {
-        let read = |p: &[u8]| tree.read_file(p).ok().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let read = |p: &[u8]| {
+            tree.read_file(p)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
         Owners {
-            users: crate::etc::passwd::entries(&read(b"/etc/passwd")).into_iter().map(|e| (e.name, e.uid)).collect(),
+            users: crate::etc::passwd::entries(&read(b"/etc/passwd"))
+                .into_iter()
+                .map(|e| (e.name, e.uid))
+                .collect(),
             groups: crate::etc::group::entries(&read(b"/etc/group")),
         }
     }
 
     fn uid(&self, name: &[u8], fallback: u32) -> u32 {
         let n = String::from_utf8_lossy(name);
-        self.users.iter().find(|(u, _)| *u == n).map_or(fallback, |(_, id)| *id)
+        self.users
+            .iter()
+            .find(|(u, _)| *u == n)
+            .map_or(fallback, |(_, id)| *id)
     }
 
     fn gid(&self, name: &[u8], fallback: u32) -> u32 {
         let n = String::from_utf8_lossy(name);
-        self.groups.iter().find(|(g, _)| *g == n).map_or(fallback, |(_, id)| *id)
+        self.groups
+            .iter()
+            .find(|(g, _)| *g == n)
+            .map_or(fallback, |(_, id)| *id)
     }
 }
 
 /// Extracts the (compressed) data archive into `tree`; returns the paths for the dpkg
 /// `.list` file (`/.` first, tar order) and the bytes stored.
-pub fn extract(tree: &mut Tree, data: &[u8], owners: &Owners) -> Result<(Vec<String>, u64), InstallError> {
-    let (_, reader) = crate::unpack::decompress(data).map_err(|e| InstallError::Stream(e.to_string()))?;
+pub fn extract(
+    tree: &mut Tree,
+    data: &[u8],
+    owners: &Owners,
+) -> Result<(Vec<String>, u64), InstallError> {
+    let (_, reader) =
+        crate::unpack::decompress(data).map_err(|e| InstallError::Stream(e.to_string()))?;
     let mut ar = tar::Archive::new(reader);
     let mut list = vec!["/.".to_string()];
     let mut bytes = 0u64;
-    let entries = ar.entries().map_err(|e| InstallError::Stream(e.to_string()))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| InstallError::Stream(e.to_string()))?;
     for e in entries {
         let mut e = e.map_err(|e| InstallError::Stream(e.to_string()))?;
         let raw = e.path_bytes().into_owned();
@@ -77,8 +98,10 @@ pub fn extract(tree: &mut Tree, data: &[u8], owners: &Owners) -> Result<(Vec<Str
         let mode = h.mode().map_err(|x| err(x.to_string()))?;
         let mtime = h.mtime().map_err(|x| err(x.to_string()))?;
         let time = Time::secs(i64::try_from(mtime).unwrap_or(0));
-        let uid = u32::try_from(h.uid().map_err(|x| err(x.to_string()))?).map_err(|_| err("uid out of range".into()))?;
-        let gid = u32::try_from(h.gid().map_err(|x| err(x.to_string()))?).map_err(|_| err("gid out of range".into()))?;
+        let uid = u32::try_from(h.uid().map_err(|x| err(x.to_string()))?)
+            .map_err(|_| err("uid out of range".into()))?;
+        let gid = u32::try_from(h.gid().map_err(|x| err(x.to_string()))?)
+            .map_err(|_| err("gid out of range".into()))?;
         let uid = match h.username_bytes() {
             Some(n) if !n.is_empty() => owners.uid(n, uid),
             _ => uid,
@@ -104,21 +127,32 @@ pub fn extract(tree: &mut Tree, data: &[u8], owners: &Owners) -> Result<(Vec<Str
             }
             T::Regular | T::Continuous => {
                 let size = e.size();
-                let c = tree.store_mut().ingest(&mut e, size).map_err(|x| err(x.to_string()))?;
+                let c = tree
+                    .store_mut()
+                    .ingest(&mut e, size)
+                    .map_err(|x| err(x.to_string()))?;
                 bytes += size;
                 Kind::File(c)
             }
             T::Symlink => {
-                let t = e.link_name_bytes().ok_or_else(|| err("symlink without a target".into()))?;
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| err("symlink without a target".into()))?;
                 Kind::Symlink(t.into_owned())
             }
             T::Link => {
-                let t = e.link_name_bytes().ok_or_else(|| err("hard link without a target".into()))?.into_owned();
-                let tn = normalize(&t).map_err(|()| err("hard link target climbs out of the root".into()))?;
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| err("hard link without a target".into()))?
+                    .into_owned();
+                let tn = normalize(&t)
+                    .map_err(|()| err("hard link target climbs out of the root".into()))?;
                 let target = tree
                     .resolve(&crate::tree::path::join(&tn), Follow::Scoped, false)
                     .map_err(|x| err(x.to_string()))?;
-                let dir = tree.mkdir_all(&parent_path, &parent_meta, Follow::Scoped).map_err(tree_err)?;
+                let dir = tree
+                    .mkdir_all(&parent_path, &parent_meta, Follow::Scoped)
+                    .map_err(tree_err)?;
                 tree.link(dir, name[0], target).map_err(tree_err)?;
                 list.push(String::from_utf8_lossy(&path).into_owned());
                 continue;
@@ -134,15 +168,24 @@ pub fn extract(tree: &mut Tree, data: &[u8], owners: &Owners) -> Result<(Vec<Str
             }
             T::Fifo => Kind::Fifo,
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
-            other => return Err(err(format!("unsupported tar entry type {:?}", other.as_byte() as char))),
+            other => {
+                return Err(err(format!(
+                    "unsupported tar entry type {:?}",
+                    other.as_byte() as char
+                )))
+            }
         };
-        let dir = tree.mkdir_all(&parent_path, &parent_meta, Follow::Scoped).map_err(tree_err)?;
-        tree.add(dir, name[0], Inode::new(kind, meta)).map_err(tree_err)?;
+        let dir = tree
+            .mkdir_all(&parent_path, &parent_meta, Follow::Scoped)
+            .map_err(tree_err)?;
+        tree.add(dir, name[0], Inode::new(kind, meta))
+            .map_err(tree_err)?;
         list.push(String::from_utf8_lossy(&path).into_owned());
     }
     // Drain the compressed trailer so corruption at the end is noticed.
     let mut rest = ar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| InstallError::Stream(e.to_string()))?;
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| InstallError::Stream(e.to_string()))?;
     let _ = rest.read(&mut [0u8; 0]);
     Ok((list, bytes))
 }
@@ -159,7 +202,11 @@ mod tests {
             h.set_uid(0);
             h.set_gid(0);
             h.set_mtime(1);
-            h.set_mode(if *t == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mode(if *t == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
             if *t == tar::EntryType::Symlink {
                 h.set_size(0);
                 b.append_link(&mut h, path, data).unwrap();
@@ -175,8 +222,19 @@ mod tests {
     fn merged_usr_symlinks_survive_extraction() {
         let mut t = Tree::new();
         let m = Meta::new(0o777, Time::default());
-        t.insert(b"/bin", Inode::new(Kind::Symlink(b"usr/bin".to_vec()), m.clone()), &m, Follow::Scoped).unwrap();
-        t.mkdir_all(b"/usr/bin", &Meta::new(0o755, Time::default()), Follow::Scoped).unwrap();
+        t.insert(
+            b"/bin",
+            Inode::new(Kind::Symlink(b"usr/bin".to_vec()), m.clone()),
+            &m,
+            Follow::Scoped,
+        )
+        .unwrap();
+        t.mkdir_all(
+            b"/usr/bin",
+            &Meta::new(0o755, Time::default()),
+            Follow::Scoped,
+        )
+        .unwrap();
         let data = tar_of(&[
             ("./", tar::EntryType::Directory, ""),
             ("./bin/", tar::EntryType::Directory, ""),
@@ -185,7 +243,10 @@ mod tests {
             ("./usr/bin/other", tar::EntryType::Symlink, "tool"),
         ]);
         let (list, _) = extract(&mut t, &data, &Owners::default()).unwrap();
-        assert!(matches!(t.inode(t.lookup_nofollow(b"/bin").unwrap()).kind, Kind::Symlink(_)));
+        assert!(matches!(
+            t.inode(t.lookup_nofollow(b"/bin").unwrap()).kind,
+            Kind::Symlink(_)
+        ));
         assert_eq!(t.read_file(b"/usr/bin/tool").unwrap(), b"x");
         assert_eq!(t.read_file(b"/usr/bin/other").unwrap(), b"x");
         assert_eq!(list, ["/.", "/bin", "/bin/tool", "/lib", "/usr/bin/other"]);

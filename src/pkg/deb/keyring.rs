@@ -70,7 +70,8 @@ impl Keyring {
                     return Err(bad("armour block without an end line".into()));
                 };
                 let block = &rest[start..start + end + end_marker.len()];
-                let mut de = pgp::armor::Dearmor::new(BufReader::new(Cursor::new(block.as_bytes())));
+                let mut de =
+                    pgp::armor::Dearmor::new(BufReader::new(Cursor::new(block.as_bytes())));
                 let mut bin = Vec::new();
                 std::io::Read::read_to_end(&mut de, &mut bin).map_err(|e| bad(e.to_string()))?;
                 added += self.add_binary(&bin).map_err(bad)?;
@@ -86,8 +87,12 @@ impl Keyring {
     }
 
     fn add_binary(&mut self, bytes: &[u8]) -> Result<usize, String> {
-        let packets = PacketParser::new(BufReader::new(Cursor::new(bytes)))
-            .filter(|p| !matches!(p, Ok(Packet::Trust(_)) | Ok(Packet::Marker(_)) | Ok(Packet::Padding(_))));
+        let packets = PacketParser::new(BufReader::new(Cursor::new(bytes))).filter(|p| {
+            !matches!(
+                p,
+                Ok(Packet::Trust(_)) | Ok(Packet::Marker(_)) | Ok(Packet::Padding(_))
+            )
+        });
         let mut n = 0;
         for cert in SignedPublicKeyParser::from_packets(packets.peekable()) {
             let cert = cert.map_err(|e| e.to_string())?;
@@ -100,7 +105,11 @@ impl Keyring {
     /// Keeps only certificates with a primary or subkey fingerprint in `fprs` (hex, any
     /// case, spaces ignored, a trailing `!` allowed).
     pub fn only(&self, fprs: &[String]) -> Keyring {
-        let norm = |s: &str| s.trim_end_matches('!').replace(' ', "").to_ascii_uppercase();
+        let norm = |s: &str| {
+            s.trim_end_matches('!')
+                .replace(' ', "")
+                .to_ascii_uppercase()
+        };
         let want: Vec<String> = fprs.iter().map(|f| norm(f)).collect();
         let hex = |f: pgp::types::Fingerprint| format!("{f:X}");
         Keyring {
@@ -109,7 +118,9 @@ impl Keyring {
                 .iter()
                 .filter(|c| {
                     want.contains(&hex(c.primary_key.fingerprint()))
-                        || c.public_subkeys.iter().any(|s| want.contains(&hex(s.key.fingerprint())))
+                        || c.public_subkeys
+                            .iter()
+                            .any(|s| want.contains(&hex(s.key.fingerprint())))
                 })
                 .cloned()
                 .collect(),
@@ -123,13 +134,17 @@ impl Keyring {
 
     /// True when `sig` verifies over `data` with a trusted primary key or bound subkey.
     fn accepts(&self, sig: &Signature, data: &[u8]) -> bool {
-        if matches!(sig.hash_alg(), Some(HashAlgorithm::Sha1) | Some(HashAlgorithm::Md5) | None) {
+        if matches!(
+            sig.hash_alg(),
+            Some(HashAlgorithm::Sha1) | Some(HashAlgorithm::Md5) | None
+        ) {
             return false;
         }
         let fps = sig.issuer_fingerprint();
         let ids = sig.issuer_key_id();
         let matches = |k: &dyn KeyDetails| {
-            fps.iter().any(|f| **f == k.fingerprint()) || ids.iter().any(|i| **i == k.legacy_key_id())
+            fps.iter().any(|f| **f == k.fingerprint())
+                || ids.iter().any(|i| **i == k.legacy_key_id())
         };
         for cert in &self.certs {
             if matches(&cert.primary_key) && sig.verify(&cert.primary_key, data).is_ok() {
@@ -151,18 +166,26 @@ impl Keyring {
     /// Verifies a clearsigned `InRelease` and returns the signed text (dash-unescaped) —
     /// the only text a caller may trust.
     pub fn verify_cleartext(&self, name: &str, text: &str) -> Result<String, KeyError> {
-        let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| KeyError::BadSigned {
-            name: name.to_string(),
-            why: e.to_string(),
-        })?;
+        let (msg, _) =
+            CleartextSignedMessage::from_string(text).map_err(|e| KeyError::BadSigned {
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
         let signed = msg.signed_text();
         let n = msg.signatures().len();
-        if msg.signatures().iter().any(|s| self.accepts(s, signed.as_bytes())) {
+        if msg
+            .signatures()
+            .iter()
+            .any(|s| self.accepts(s, signed.as_bytes()))
+        {
             return Ok(signed);
         }
         Err(KeyError::Untrusted {
             name: name.to_string(),
-            detail: format!("{n} signature(s), {} trusted certificate(s)", self.certs.len()),
+            detail: format!(
+                "{n} signature(s), {} trusted certificate(s)",
+                self.certs.len()
+            ),
         })
     }
 
@@ -173,11 +196,13 @@ impl Keyring {
             why,
         };
         let sigs: Vec<DetachedSignature> = match std::str::from_utf8(sig) {
-            Ok(t) if t.contains("-----BEGIN PGP SIGNATURE-----") => DetachedSignature::from_string_many(t)
-                .map_err(|e| bad(e.to_string()))?
-                .0
-                .filter_map(Result::ok)
-                .collect(),
+            Ok(t) if t.contains("-----BEGIN PGP SIGNATURE-----") => {
+                DetachedSignature::from_string_many(t)
+                    .map_err(|e| bad(e.to_string()))?
+                    .0
+                    .filter_map(Result::ok)
+                    .collect()
+            }
             _ => DetachedSignature::from_bytes_many(BufReader::new(Cursor::new(sig)))
                 .map_err(|e| bad(e.to_string()))?
                 .filter_map(Result::ok)
@@ -188,7 +213,11 @@ impl Keyring {
         }
         Err(KeyError::Untrusted {
             name: name.to_string(),
-            detail: format!("{} signature(s), {} trusted certificate(s)", sigs.len(), self.certs.len()),
+            detail: format!(
+                "{} signature(s), {} trusted certificate(s)",
+                sigs.len(),
+                self.certs.len()
+            ),
         })
     }
 }

@@ -65,7 +65,9 @@ pub enum DebError {
     #[error("/var/lib/dpkg/status in the base: {0}")]
     Status(String),
     /// The base is not Debian-like.
-    #[error("the base image has no /var/lib/dpkg/status; deb packages need a Debian or Ubuntu base")]
+    #[error(
+        "the base image has no /var/lib/dpkg/status; deb packages need a Debian or Ubuntu base"
+    )]
     NotDebian,
 }
 
@@ -125,13 +127,19 @@ pub struct DebReport {
 }
 
 /// Installs the requested packages into `tree`.
-pub fn run(tree: &mut Tree, opts: &DebOptions, cache: &Cache, fetcher: &Fetcher) -> Result<DebReport, DebError> {
+pub fn run(
+    tree: &mut Tree,
+    opts: &DebOptions,
+    cache: &Cache,
+    fetcher: &Fetcher,
+) -> Result<DebReport, DebError> {
     let t0 = Instant::now();
     let status_text = match tree.read_file(b"/var/lib/dpkg/status") {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(_) => return Err(DebError::NotDebian),
     };
-    let status = packages::parse_all("/var/lib/dpkg/status", &status_text).map_err(|e| DebError::Status(e.to_string()))?;
+    let status = packages::parse_all("/var/lib/dpkg/status", &status_text)
+        .map_err(|e| DebError::Status(e.to_string()))?;
     let arch = opts.arch.clone().unwrap_or_else(|| native_arch(&status));
     let installed = Installed::new(status);
     let repos = sources::repositories(tree, opts)?;
@@ -161,10 +169,11 @@ pub fn run(tree: &mut Tree, opts: &DebOptions, cache: &Cache, fetcher: &Fetcher)
             package: p.name.clone(),
             source,
         })?;
-        let (list, _) = install::extract(tree, d.data, &owners).map_err(|source| DebError::Install {
-            package: p.name.clone(),
-            source,
-        })?;
+        let (list, _) =
+            install::extract(tree, d.data, &owners).map_err(|source| DebError::Install {
+                package: p.name.clone(),
+                source,
+            })?;
         status_text = record(tree, &status_text, p, &d, &list, time)?;
         report.packages.push(Installed1 {
             name: p.name.clone(),
@@ -177,7 +186,11 @@ pub fn run(tree: &mut Tree, opts: &DebOptions, cache: &Cache, fetcher: &Fetcher)
             unknown_scripts.push(p.name.clone());
         }
     }
-    tree.write_file(b"/var/lib/dpkg/status", status_text.as_bytes(), meta_of(tree, b"/var/lib/dpkg/status", time))?;
+    tree.write_file(
+        b"/var/lib/dpkg/status",
+        status_text.as_bytes(),
+        meta_of(tree, b"/var/lib/dpkg/status", time),
+    )?;
     for &i in &plan.order {
         effects::apply(tree, &avail[i].pkg.name, time, epoch_days)?;
     }
@@ -220,16 +233,23 @@ fn native_arch(status: &[packages::Package]) -> String {
 
 /// Downloads (or takes from the cache) every planned `.deb`, checked against its index
 /// SHA-256, a few in parallel. Returned in plan order.
-fn download(avail: &[Available], plan: &Plan, cache: &Cache, fetcher: &Fetcher, downloaded: &mut u64) -> Result<Vec<Vec<u8>>, DebError> {
+fn download(
+    avail: &[Available],
+    plan: &Plan,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    downloaded: &mut u64,
+) -> Result<Vec<Vec<u8>>, DebError> {
     let jobs: Vec<(usize, String, Digest, u64)> = plan
         .order
         .iter()
         .map(|&i| {
             let a = &avail[i];
             let url = format!("{}/{}", a.base_uri.trim_end_matches('/'), a.pkg.filename);
-            let sha = a.pkg.sha256.ok_or_else(|| {
-                DebError::Repo(repo::RepoError::NoHash(a.pkg.name.clone()))
-            })?;
+            let sha = a
+                .pkg
+                .sha256
+                .ok_or_else(|| DebError::Repo(repo::RepoError::NoHash(a.pkg.name.clone())))?;
             Ok((i, url, sha, a.pkg.size))
         })
         .collect::<Result<_, DebError>>()?;
@@ -240,7 +260,9 @@ fn download(avail: &[Available], plan: &Plan, cache: &Cache, fetcher: &Fetcher, 
         for _ in 0..jobs.len().clamp(1, 4) {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((_, url, sha, size)) = jobs.get(k) else { break };
+                let Some((_, url, sha, size)) = jobs.get(k) else {
+                    break;
+                };
                 let r = match cache.get(sha) {
                     Some(b) => Ok((b, 0)),
                     None => fetcher.get_verified(url, sha, Some(*size)).map(|b| {
@@ -263,7 +285,14 @@ fn download(avail: &[Available], plan: &Plan, cache: &Cache, fetcher: &Fetcher, 
 }
 
 /// Writes the dpkg info files for one package and returns the new status text.
-fn record(tree: &mut Tree, status: &str, p: &packages::Package, d: &deb::Deb<'_>, list: &[String], time: Time) -> Result<String, DebError> {
+fn record(
+    tree: &mut Tree,
+    status: &str,
+    p: &packages::Package,
+    d: &deb::Deb<'_>,
+    list: &[String],
+    time: Time,
+) -> Result<String, DebError> {
     let control_text = String::from_utf8_lossy(&d.control["control"].1).into_owned();
     let control = control::parse(&control_text)
         .ok()
@@ -275,7 +304,13 @@ fn record(tree: &mut Tree, status: &str, p: &packages::Package, d: &deb::Deb<'_>
     let conffiles: Vec<String> = d
         .control
         .get("conffiles")
-        .map(|(_, b)| String::from_utf8_lossy(b).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && !l.starts_with("remove-on-upgrade")).collect())
+        .map(|(_, b)| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty() && !l.starts_with("remove-on-upgrade"))
+                .collect()
+        })
         .unwrap_or_default();
     let mut conf_sums = Vec::new();
     for c in &conffiles {
@@ -297,16 +332,34 @@ fn record(tree: &mut Tree, status: &str, p: &packages::Package, d: &deb::Deb<'_>
                             path: crate::tree::PathBytes(path.as_bytes().to_vec()),
                             source,
                         })?;
-                        s.push_str(&format!("{}  {}\n", dpkg_db::md5_hex(&b), path.trim_start_matches('/')));
+                        s.push_str(&format!(
+                            "{}  {}\n",
+                            dpkg_db::md5_hex(&b),
+                            path.trim_start_matches('/')
+                        ));
                     }
                 }
             }
             s.into_bytes()
         }
     };
-    let mut files: Vec<(&str, Vec<u8>, u16)> = vec![("list", (list.join("\n") + "\n").into_bytes(), 0o644), ("md5sums", md5sums, 0o644)];
+    let mut files: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("list", (list.join("\n") + "\n").into_bytes(), 0o644),
+        ("md5sums", md5sums, 0o644),
+    ];
     for (name, (mode, data)) in &d.control {
-        let keep = ["conffiles", "preinst", "postinst", "prerm", "postrm", "triggers", "shlibs", "symbols", "templates", "config"];
+        let keep = [
+            "conffiles",
+            "preinst",
+            "postinst",
+            "prerm",
+            "postrm",
+            "triggers",
+            "shlibs",
+            "symbols",
+            "templates",
+            "config",
+        ];
         if keep.contains(&name.as_str()) {
             files.push((name.as_str(), data.clone(), (*mode & 0o7777) as u16));
         }

@@ -100,7 +100,9 @@ impl Package {
             arch: p.get("Architecture").unwrap_or("all").to_string(),
             multi_arch: p.get("Multi-Arch").unwrap_or_default().to_ascii_lowercase(),
             priority: p.get("Priority").unwrap_or_default().to_string(),
-            essential: p.get("Essential").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            essential: p
+                .get("Essential")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             pre_depends: rel("Pre-Depends")?,
             depends: rel("Depends")?,
             recommends: rel("Recommends")?,
@@ -126,7 +128,10 @@ impl Package {
     /// package, which dpkg considers present.
     pub fn is_installed(&self) -> bool {
         let state = self.status.split_whitespace().nth(2).unwrap_or_default();
-        matches!(state, "installed" | "half-configured" | "unpacked" | "triggers-awaited" | "triggers-pending")
+        matches!(
+            state,
+            "installed" | "half-configured" | "unpacked" | "triggers-awaited" | "triggers-pending"
+        )
     }
 
     /// `name:arch` as dpkg names info files for `Multi-Arch: same`, else `name`.

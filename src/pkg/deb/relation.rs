@@ -57,7 +57,10 @@ pub fn parse_atom(s: &str) -> Result<Atom, BadRelation> {
     let bad = || BadRelation(s.trim().to_string());
     let mut rest = s.trim();
     // Drop `<profile>` and `[arch]` restrictions (build fields only).
-    if let Some(i) = rest.find(['[', '<']).filter(|&i| !rest[..i].contains('(') || rest[..i].contains(')')) {
+    if let Some(i) = rest
+        .find(['[', '<'])
+        .filter(|&i| !rest[..i].contains('(') || rest[..i].contains(')'))
+    {
         rest = rest[..i].trim();
     }
     let (head, constraint) = match rest.find('(') {
@@ -77,7 +80,9 @@ pub fn parse_atom(s: &str) -> Result<Atom, BadRelation> {
         None => (head, None),
     };
     let name_ok = |n: &str| {
-        !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     };
     if !name_ok(name) || arch.as_deref().is_some_and(|a| !name_ok(a)) {
         return Err(bad());
@@ -98,7 +103,10 @@ mod tests {
         let r = parse("libc6 (>= 2.36), usrmerge | usr-is-merged, python3:any (>> 3.9~), debconf (>= 0.5) | debconf-2.0, ,foo [amd64] <!nocheck>").unwrap();
         assert_eq!(r.len(), 5);
         assert_eq!(r[0][0].constraint, Some((Op::Ge, "2.36".parse().unwrap())));
-        assert_eq!(r[1].iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["usrmerge", "usr-is-merged"]);
+        assert_eq!(
+            r[1].iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            ["usrmerge", "usr-is-merged"]
+        );
         assert_eq!(r[2][0].arch.as_deref(), Some("any"));
         assert_eq!(r[2][0].constraint.as_ref().unwrap().0, Op::Gt);
         assert_eq!(r[4][0].name, "foo");
@@ -107,7 +115,14 @@ mod tests {
 
     #[test]
     fn malformed_relations_are_errors() {
-        for bad in ["foo (>= )", "foo (~ 1)", "foo (>= 1", "fo o", "(>= 1)", "a:"] {
+        for bad in [
+            "foo (>= )",
+            "foo (~ 1)",
+            "foo (>= 1",
+            "fo o",
+            "(>= 1)",
+            "a:",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -90,11 +90,14 @@ impl Release {
             codename: p.get("Codename").unwrap_or_default().to_string(),
             architectures: words("Architectures"),
             components: words("Components"),
-            by_hash: p.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            by_hash: p
+                .get("Acquire-By-Hash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             ..Release::default()
         };
         if let Some(v) = p.get("Valid-Until") {
-            let t = parse_date(v).ok_or_else(|| field("Valid-Until", format!("{v:?} is not an RFC 2822 date")))?;
+            let t = parse_date(v)
+                .ok_or_else(|| field("Valid-Until", format!("{v:?} is not an RFC 2822 date")))?;
             if t < now {
                 return Err(ReleaseError::Expired {
                     name: name.into(),
@@ -104,14 +107,21 @@ impl Release {
             }
             r.valid_until = Some(t);
         }
-        let sums = p.raw("SHA256").ok_or_else(|| field("SHA256", "missing; apt needs SHA256 sums".into()))?;
+        let sums = p
+            .raw("SHA256")
+            .ok_or_else(|| field("SHA256", "missing; apt needs SHA256 sums".into()))?;
         for line in sums.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let mut it = line.split_whitespace();
-            let (Some(h), Some(s), Some(path), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            let (Some(h), Some(s), Some(path), None) = (it.next(), it.next(), it.next(), it.next())
+            else {
                 return Err(field("SHA256", format!("line {line:?}")));
             };
-            let sha256: Digest = h.parse().map_err(|_| field("SHA256", format!("hash {h:?}")))?;
-            let size = s.parse().map_err(|_| field("SHA256", format!("size {s:?}")))?;
+            let sha256: Digest = h
+                .parse()
+                .map_err(|_| field("SHA256", format!("hash {h:?}")))?;
+            let size = s
+                .parse()
+                .map_err(|_| field("SHA256", format!("size {s:?}")))?;
             r.files.insert(path.to_string(), IndexFile { sha256, size });
         }
         Ok(r)
@@ -127,11 +137,17 @@ pub fn parse_date(s: &str) -> Option<i64> {
     let day: i64 = it.next()?.parse().ok()?;
     let mon = it.next()?;
     let year: i64 = it.next()?.parse().ok()?;
-    let hms: Vec<i64> = it.next()?.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<i64> = it
+        .next()?
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let zone = it.next().unwrap_or("UTC");
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(mon))? as i64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m.eq_ignore_ascii_case(mon))? as i64
         + 1;
     let (h, m, sec) = match hms[..] {
         [h, m, s] => (h, m, s),
@@ -151,7 +167,11 @@ pub fn parse_date(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    if !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..=60).contains(&sec) {
+    if !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..=60).contains(&sec)
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - offset)
@@ -181,12 +201,18 @@ mod tests {
         assert_eq!(r.architectures, ["amd64", "arm64"]);
         assert_eq!(r.files["main/binary-amd64/Packages"].size, 94184);
         assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
-        assert_eq!(parse_date("Mon, 23 Nov 2026 20:40:00 +0000"), Some(1795466400));
+        assert_eq!(
+            parse_date("Mon, 23 Nov 2026 20:40:00 +0000"),
+            Some(1795466400)
+        );
     }
 
     #[test]
     fn expired_valid_until_is_refused() {
         let now = parse_date("Sun, 01 Dec 2030 00:00:00 UTC").unwrap();
-        assert!(matches!(Release::parse("R", TEXT, now), Err(ReleaseError::Expired { .. })));
+        assert!(matches!(
+            Release::parse("R", TEXT, now),
+            Err(ReleaseError::Expired { .. })
+        ));
     }
 }

@@ -50,7 +50,13 @@ pub enum RepoError {
     NoHash(String),
 }
 
-fn release_text(repo: &Repository, cache: &Cache, fetcher: &Fetcher, now: i64, downloaded: &mut u64) -> Result<(String, Release), RepoError> {
+fn release_text(
+    repo: &Repository,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    now: i64,
+    downloaded: &mut u64,
+) -> Result<(String, Release), RepoError> {
     let base = format!("{}/dists/{}", repo.uri, repo.suite);
     let inrelease = format!("{base}/InRelease");
     let verify_in = |bytes: &[u8]| -> Result<(String, Release), RepoError> {
@@ -83,7 +89,8 @@ fn release_text(repo: &Repository, cache: &Cache, fetcher: &Fetcher, now: i64, d
                 Err(FetchError::NotFound { .. }) => {
                     return Err(super::keyring::KeyError::Untrusted {
                         name: url,
-                        detail: "no InRelease and no Release.gpg: the repository is unsigned".into(),
+                        detail: "no InRelease and no Release.gpg: the repository is unsigned"
+                            .into(),
                     }
                     .into())
                 }
@@ -99,36 +106,50 @@ fn release_text(repo: &Repository, cache: &Cache, fetcher: &Fetcher, now: i64, d
 }
 
 fn decompress(name: &str, bytes: &[u8]) -> Result<String, RepoError> {
-    let (_, mut r) = crate::unpack::decompress(bytes).map_err(|e| RepoError::Corrupt(name.into(), e.to_string()))?;
+    let (_, mut r) = crate::unpack::decompress(bytes)
+        .map_err(|e| RepoError::Corrupt(name.into(), e.to_string()))?;
     let mut s = String::new();
-    r.read_to_string(&mut s).map_err(|e| RepoError::Corrupt(name.into(), e.to_string()))?;
+    r.read_to_string(&mut s)
+        .map_err(|e| RepoError::Corrupt(name.into(), e.to_string()))?;
     Ok(s)
 }
 
 /// Loads one repository's packages for `arch` (and `all`).
-pub fn load(repo: &Repository, arch: &str, cache: &Cache, fetcher: &Fetcher, now: i64, downloaded: &mut u64) -> Result<Vec<Available>, RepoError> {
+pub fn load(
+    repo: &Repository,
+    arch: &str,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    now: i64,
+    downloaded: &mut u64,
+) -> Result<Vec<Available>, RepoError> {
     let (rel_url, rel) = release_text(repo, cache, fetcher, now, downloaded)?;
     let base = format!("{}/dists/{}", repo.uri, repo.suite);
     let mut out = Vec::new();
-    let components = if repo.components.is_empty() { rel.components.clone() } else { repo.components.clone() };
+    let mut found_any = false;
+    let components = if repo.components.is_empty() {
+        rel.components.clone()
+    } else {
+        repo.components.clone()
+    };
     for comp in &components {
         // Some releases name components `updates/main` but store them under `main`.
         let comp = comp.rsplit('/').next().unwrap_or(comp);
-        for (a, required) in [(arch, true), ("all", false)] {
+        for a in [arch, "all"] {
             let dir = format!("{comp}/binary-{a}/Packages");
             let found = ["xz", "gz", ""].iter().find_map(|ext| {
-                let p = if ext.is_empty() { dir.clone() } else { format!("{dir}.{ext}") };
+                let p = if ext.is_empty() {
+                    dir.clone()
+                } else {
+                    format!("{dir}.{ext}")
+                };
                 rel.files.get(&p).map(|f| (p, f.clone()))
             });
             let Some((path, file)) = found else {
-                if required && !rel.files.keys().any(|k| k.starts_with(&format!("{comp}/binary-{a}/"))) {
-                    return Err(RepoError::NoIndex {
-                        url: rel_url.clone(),
-                        what: format!("{comp}/binary-{a}"),
-                    });
-                }
+                // Like apt: a component or `all` the release does not carry is skipped.
                 continue;
             };
+            found_any |= a == arch;
             let bytes = match cache.get(&file.sha256) {
                 Some(b) => b,
                 None => {
@@ -139,7 +160,11 @@ pub fn load(repo: &Repository, arch: &str, cache: &Cache, fetcher: &Fetcher, now
                         format!("{base}/{path}")
                     };
                     let b = match fetcher.get_verified(&url, &file.sha256, Some(file.size)) {
-                        Err(FetchError::NotFound { .. }) if rel.by_hash => fetcher.get_verified(&format!("{base}/{path}"), &file.sha256, Some(file.size))?,
+                        Err(FetchError::NotFound { .. }) if rel.by_hash => fetcher.get_verified(
+                            &format!("{base}/{path}"),
+                            &file.sha256,
+                            Some(file.size),
+                        )?,
                         r => r?,
                     };
                     *downloaded += b.len() as u64;
@@ -158,11 +183,24 @@ pub fn load(repo: &Repository, arch: &str, cache: &Cache, fetcher: &Fetcher, now
             }
         }
     }
+    if !found_any {
+        return Err(RepoError::NoIndex {
+            url: rel_url,
+            what: format!("{}/binary-{arch}", components.join(",")),
+        });
+    }
     Ok(out)
 }
 
 /// Loads every repository.
-pub fn load_all(repos: &[Repository], arch: &str, cache: &Cache, fetcher: &Fetcher, now: i64, downloaded: &mut u64) -> Result<Vec<Available>, RepoError> {
+pub fn load_all(
+    repos: &[Repository],
+    arch: &str,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    now: i64,
+    downloaded: &mut u64,
+) -> Result<Vec<Available>, RepoError> {
     let mut out = Vec::new();
     for r in repos {
         out.extend(load(r, arch, cache, fetcher, now, downloaded)?);

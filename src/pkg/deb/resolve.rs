@@ -51,7 +51,11 @@ impl Installed {
     /// From status stanzas (packages not installed are ignored).
     pub fn new(status: Vec<Package>) -> Installed {
         Installed {
-            pkgs: status.into_iter().filter(Package::is_installed).map(|p| (p.name.clone(), p)).collect(),
+            pkgs: status
+                .into_iter()
+                .filter(Package::is_installed)
+                .map(|p| (p.name.clone(), p))
+                .collect(),
         }
     }
 }
@@ -70,7 +74,9 @@ fn arch_ok(p: &Package, arch: &str) -> bool {
 }
 
 fn atom_version_ok(atom: &Atom, v: &super::version::Version) -> bool {
-    atom.constraint.as_ref().is_none_or(|(op, want)| op.holds(v, want))
+    atom.constraint
+        .as_ref()
+        .is_none_or(|(op, want)| op.holds(v, want))
 }
 
 fn provides_ok(p: &Package, atom: &Atom) -> bool {
@@ -158,7 +164,10 @@ impl<'a> State<'a> {
     }
 
     fn satisfied(&self, atom: &Atom) -> bool {
-        if self.present(&atom.name).is_some_and(|p| atom_version_ok(atom, &p.version)) {
+        if self
+            .present(&atom.name)
+            .is_some_and(|p| atom_version_ok(atom, &p.version))
+        {
             return true;
         }
         self.all_present().any(|(p, _)| provides_ok(p, atom))
@@ -174,7 +183,12 @@ impl<'a> State<'a> {
         let mut provs: Vec<usize> = self
             .providers
             .get(atom.name.as_str())
-            .map(|v| v.iter().copied().filter(|&i| provides_ok(&self.avail[i].pkg, atom)).collect())
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|&i| provides_ok(&self.avail[i].pkg, atom))
+                    .collect()
+            })
             .unwrap_or_default();
         provs.sort_by(|&a, &b| {
             let (pa, pb) = (&self.avail[a].pkg, &self.avail[b].pkg);
@@ -186,7 +200,10 @@ impl<'a> State<'a> {
             return Ok(i);
         }
         Err(match self.candidate.get(atom.name.as_str()) {
-            Some(&i) => format!("only version {} of {} is available", self.avail[i].pkg.version, atom.name),
+            Some(&i) => format!(
+                "only version {} of {} is available",
+                self.avail[i].pkg.version, atom.name
+            ),
             None if self.providers.contains_key(atom.name.as_str()) => {
                 format!("no provider of {} has a matching version", atom.name)
             }
@@ -208,7 +225,12 @@ impl<'a> State<'a> {
         c
     }
 
-    fn select(&mut self, i: usize, parent: Option<&str>, queue: &mut Vec<usize>) -> Result<(), ResolveError> {
+    fn select(
+        &mut self,
+        i: usize,
+        parent: Option<&str>,
+        queue: &mut Vec<usize>,
+    ) -> Result<(), ResolveError> {
         let name = self.avail[i].pkg.name.clone();
         if let Some(&j) = self.selected.get(&name) {
             if j != i && self.avail[j].pkg.version != self.avail[i].pkg.version {
@@ -256,7 +278,11 @@ impl<'a> State<'a> {
                     }
                 }
                 if !done && k < n_hard {
-                    let rel = alts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ");
+                    let rel = alts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" | ");
                     let mut chain = self.chain(&p.name);
                     chain.push(rel);
                     return Err(ResolveError::Unsatisfiable {
@@ -306,7 +332,8 @@ impl<'a> State<'a> {
                     if q.name == p.name || !(new || qnew) {
                         continue;
                     }
-                    let hit = (q.name == atom.name && atom_version_ok(atom, &q.version)) || provides_ok(q, atom);
+                    let hit = (q.name == atom.name && atom_version_ok(atom, &q.version))
+                        || provides_ok(q, atom);
                     if hit {
                         return Err(ResolveError::Conflict(format!(
                             "{} {} conflicts with or breaks {} {} ({atom}); they cannot be installed together",
@@ -339,7 +366,10 @@ impl<'a> State<'a> {
         for alts in p.pre_depends.iter().chain(p.depends.iter()) {
             for a in alts {
                 let dep = self.selected.get(&a.name).copied().or_else(|| {
-                    self.selected.values().copied().find(|&j| provides_ok(&self.avail[j].pkg, a))
+                    self.selected
+                        .values()
+                        .copied()
+                        .find(|&j| provides_ok(&self.avail[j].pkg, a))
                 });
                 if let Some(j) = dep {
                     self.visit(j, state, out);
@@ -368,15 +398,23 @@ pub fn resolve(
             Some((n, v)) if !r.contains('(') => format!("{n} (= {v})"),
             _ => r.clone(),
         };
-        let atom = super::relation::parse_atom(&spec).map_err(|_| ResolveError::NotFound(r.clone()))?;
+        let atom =
+            super::relation::parse_atom(&spec).map_err(|_| ResolveError::NotFound(r.clone()))?;
         let i = match st.choose(&atom) {
             Ok(i) => i,
             Err(why) if st.candidate.contains_key(atom.name.as_str()) => {
-                return Err(ResolveError::Unsatisfiable { chain: r.clone(), why })
+                return Err(ResolveError::Unsatisfiable {
+                    chain: r.clone(),
+                    why,
+                })
             }
             Err(_) => return Err(ResolveError::NotFound(r.clone())),
         };
-        if installed.pkgs.get(&st.avail[i].pkg.name).is_some_and(|p| p.version >= st.avail[i].pkg.version) {
+        if installed
+            .pkgs
+            .get(&st.avail[i].pkg.name)
+            .is_some_and(|p| p.version >= st.avail[i].pkg.version)
+        {
             continue;
         }
         st.select(i, None, &mut queue)?;
@@ -384,7 +422,12 @@ pub fn resolve(
     st.process(queue, recommends)?;
     while st.repair_installed(recommends)? {}
     st.check_conflicts()?;
-    let upgrades = st.selected.keys().filter(|n| installed.pkgs.contains_key(*n)).cloned().collect();
+    let upgrades = st
+        .selected
+        .keys()
+        .filter(|n| installed.pkgs.contains_key(*n))
+        .cloned()
+        .collect();
     Ok(Plan {
         order: st.order(),
         upgrades,
@@ -430,7 +473,10 @@ pub fn parse_lock(text: &str) -> Result<Vec<LockEntry>, ResolveError> {
         }
         let f: Vec<&str> = l.split_whitespace().collect();
         let [name, version, arch, sha256] = f[..] else {
-            return Err(ResolveError::Lock(format!("line {}: expected `name version arch sha256`", n + 1)));
+            return Err(ResolveError::Lock(format!(
+                "line {}: expected `name version arch sha256`",
+                n + 1
+            )));
         };
         out.push(LockEntry {
             name: name.into(),
@@ -443,7 +489,11 @@ pub fn parse_lock(text: &str) -> Result<Vec<LockEntry>, ResolveError> {
 }
 
 /// The plan a lock file pins: every entry must match an available package exactly.
-pub fn plan_from_lock(avail: &[Available], installed: &Installed, lock: &[LockEntry]) -> Result<Plan, ResolveError> {
+pub fn plan_from_lock(
+    avail: &[Available],
+    installed: &Installed,
+    lock: &[LockEntry],
+) -> Result<Plan, ResolveError> {
     let mut st = State::new(avail, installed, "");
     let mut queue = Vec::new();
     for e in lock {
@@ -464,7 +514,12 @@ pub fn plan_from_lock(avail: &[Available], installed: &Installed, lock: &[LockEn
         st.select(i, None, &mut queue)?;
     }
     st.check_conflicts()?;
-    let upgrades = st.selected.keys().filter(|n| installed.pkgs.contains_key(*n)).cloned().collect();
+    let upgrades = st
+        .selected
+        .keys()
+        .filter(|n| installed.pkgs.contains_key(*n))
+        .cloned()
+        .collect();
     Ok(Plan {
         order: st.order(),
         upgrades,
@@ -480,7 +535,10 @@ mod tests {
         parse_all("Packages", text)
             .unwrap()
             .into_iter()
-            .map(|pkg| Available { pkg, base_uri: "http://x".into() })
+            .map(|pkg| Available {
+                pkg,
+                base_uri: "http://x".into(),
+            })
             .collect()
     }
 
@@ -499,10 +557,20 @@ mod tests {
         assert!(!n.contains(&"usrmerge".to_string()), "{n:?}");
         assert!(n.contains(&"postfix".to_string()), "{n:?}");
         assert_eq!(n.last().unwrap(), "app");
-        let ssl = p.order.iter().find(|&&i| a[i].pkg.name == "libssl3").unwrap();
+        let ssl = p
+            .order
+            .iter()
+            .find(|&&i| a[i].pkg.name == "libssl3")
+            .unwrap();
         assert_eq!(a[*ssl].pkg.version.to_string(), "3.0.9");
         // On an empty system the first alternative is installable and taken.
-        let p = resolve(&a, &Installed::default(), "amd64", &["init-system-helpers".into()], false);
+        let p = resolve(
+            &a,
+            &Installed::default(),
+            "amd64",
+            &["init-system-helpers".into()],
+            false,
+        );
         assert!(p.is_err(), "perl-base is in no index");
     }
 
@@ -511,9 +579,21 @@ mod tests {
         let a = avail(INDEX);
         let e = resolve(&a, &Installed::default(), "amd64", &["old".into()], false).unwrap_err();
         assert!(e.to_string().contains("old → libssl3 (>= 9)"), "{e}");
-        assert!(matches!(resolve(&a, &Installed::default(), "amd64", &["nope".into()], false), Err(ResolveError::NotFound(_))));
-        let inst = Installed::new(parse_all("status", "Package: perl-base\nStatus: install ok installed\nVersion: 5.36\n").unwrap());
-        assert!(matches!(resolve(&a, &inst, "amd64", &["bad".into()], false), Err(ResolveError::Conflict(_))));
+        assert!(matches!(
+            resolve(&a, &Installed::default(), "amd64", &["nope".into()], false),
+            Err(ResolveError::NotFound(_))
+        ));
+        let inst = Installed::new(
+            parse_all(
+                "status",
+                "Package: perl-base\nStatus: install ok installed\nVersion: 5.36\n",
+            )
+            .unwrap(),
+        );
+        assert!(matches!(
+            resolve(&a, &inst, "amd64", &["bad".into()], false),
+            Err(ResolveError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -521,7 +601,12 @@ mod tests {
         let a = avail("Package: x\nVersion: 1\nArchitecture: all\nSHA256: 672aab86b8f9ca3653a0292d0df6af8e974e4ec1f991fa29cf69f33e451c76a4\n");
         let p = resolve(&a, &Installed::default(), "amd64", &["x".into()], false).unwrap();
         let lock = parse_lock(&lock_text(&a, &p)).unwrap();
-        assert_eq!(plan_from_lock(&a, &Installed::default(), &lock).unwrap().order, p.order);
+        assert_eq!(
+            plan_from_lock(&a, &Installed::default(), &lock)
+                .unwrap()
+                .order,
+            p.order
+        );
         let mut bad = lock.clone();
         bad[0].sha256 = "00".into();
         assert!(plan_from_lock(&a, &Installed::default(), &bad).is_err());

@@ -40,14 +40,22 @@ pub struct Repository {
 }
 
 fn tree_text(tree: &Tree, path: &str) -> Option<String> {
-    tree.read_file(path.as_bytes()).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+    tree.read_file(path.as_bytes())
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 fn dir_names(tree: &Tree, dir: &str) -> Vec<String> {
-    let Some(id) = tree.lookup(dir.as_bytes()) else { return Vec::new() };
+    let Some(id) = tree.lookup(dir.as_bytes()) else {
+        return Vec::new();
+    };
     tree.inode(id)
         .as_dir()
-        .map(|d| d.entries().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect())
+        .map(|d| {
+            d.entries()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -100,7 +108,9 @@ pub fn image_sources(tree: &Tree) -> Result<Vec<AptSource>, SourcesError> {
     }
     for n in dir_names(tree, "/etc/apt/sources.list.d") {
         let p = format!("/etc/apt/sources.list.d/{n}");
-        let Some(t) = tree_text(tree, &p) else { continue };
+        let Some(t) = tree_text(tree, &p) else {
+            continue;
+        };
         if n.ends_with(".list") {
             out.extend(apt_sources::parse_one_line(&p, &t)?);
         } else if n.ends_with(".sources") {
@@ -114,7 +124,8 @@ pub fn image_sources(tree: &Tree) -> Result<Vec<AptSource>, SourcesError> {
 pub fn repositories(tree: &Tree, opts: &DebOptions) -> Result<Vec<Repository>, SourcesError> {
     let mut extra = Keyring::default();
     for p in &opts.extra_keys {
-        let b = std::fs::read(p).map_err(|_| SourcesError::MissingKeyring(p.display().to_string()))?;
+        let b =
+            std::fs::read(p).map_err(|_| SourcesError::MissingKeyring(p.display().to_string()))?;
         extra.add_bytes(&p.display().to_string(), &b)?;
     }
     let default_cell: std::cell::OnceCell<Keyring> = std::cell::OnceCell::new();

@@ -283,7 +283,9 @@ mod tests {
             }
             s
         };
-        let pairs: Vec<(String, String)> = (0..10_000).map(|_| (gen(&mut next), gen(&mut next))).collect();
+        let pairs: Vec<(String, String)> = (0..10_000)
+            .map(|_| (gen(&mut next), gen(&mut next)))
+            .collect();
         // Two shells (one per core) running dpkg per pair, printing <, = or >.
         let run = |chunk: &[(String, String)]| {
             let mut script = String::new();
