@@ -1,11 +1,11 @@
 //! Debian and Ubuntu packages, installed into the staging tree in pure Rust: sources and
 //! keys from the image ([`sources`]), signed indexes ([`keyring`], [`release`],
-//! [`packages`]), apt-like resolution ([`resolve`]), `.deb` reading ([`deb`]), dpkg-style
+//! [`packages`]), apt-like resolution ([`resolve`]), `.deb` reading ([`archive`]), dpkg-style
 //! extraction ([`install`]), the dpkg database ([`dpkg_db`]) and declarative
 //! maintainer-script effects ([`effects`]). [`run`] ties them together.
 
 pub mod control;
-pub mod deb;
+pub mod archive;
 pub mod dpkg_db;
 pub mod effects;
 pub mod install;
@@ -48,7 +48,7 @@ pub enum DebError {
         /// The package.
         package: String,
         /// What is wrong.
-        source: deb::DebError,
+        source: archive::DebError,
     },
     /// Extraction.
     #[error("{package}: {source}")]
@@ -165,7 +165,7 @@ pub fn run(
     let mut unknown_scripts = Vec::new();
     for (&i, bytes) in plan.order.iter().zip(&debs) {
         let p = &avail[i].pkg;
-        let d = deb::read(bytes).map_err(|source| DebError::Deb {
+        let d = archive::read(bytes).map_err(|source| DebError::Deb {
             package: p.name.clone(),
             source,
         })?;
@@ -253,7 +253,8 @@ fn download(
             Ok((i, url, sha, a.pkg.size))
         })
         .collect::<Result<_, DebError>>()?;
-    let results: std::sync::Mutex<Vec<Option<Result<(Vec<u8>, u64), FetchError>>>> =
+    type Slot = Option<Result<(Vec<u8>, u64), FetchError>>;
+    let results: std::sync::Mutex<Vec<Slot>> =
         std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -289,7 +290,7 @@ fn record(
     tree: &mut Tree,
     status: &str,
     p: &packages::Package,
-    d: &deb::Deb<'_>,
+    d: &archive::Deb<'_>,
     list: &[String],
     time: Time,
 ) -> Result<String, DebError> {
@@ -299,7 +300,7 @@ fn record(
         .and_then(|v| v.into_iter().next())
         .ok_or_else(|| DebError::Deb {
             package: p.name.clone(),
-            source: deb::DebError::Control("the control file is empty or malformed".into()),
+            source: archive::DebError::Control("the control file is empty or malformed".into()),
         })?;
     let conffiles: Vec<String> = d
         .control

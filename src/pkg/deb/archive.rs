@@ -1,4 +1,4 @@
-//! The `.deb` file: an `ar` archive holding `debian-binary` (`2.0`), `control.tar[.gz|.xz|.zst]`
+//! The `.deb` archive: an `ar` archive holding `debian-binary` (`2.0`), `control.tar[.gz|.xz|.zst]`
 //! and `data.tar[.gz|.xz|.zst|.bz2]`. Untrusted bytes: sizes are checked, nothing panics.
 
 use std::collections::BTreeMap;
