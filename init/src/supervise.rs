@@ -177,10 +177,6 @@ impl Supervisor {
         Supervisor { svcs, stopping: false }
     }
 
-    pub fn len(&self) -> usize {
-        self.svcs.len()
-    }
-
     fn launch(s: &mut Svc, now: Duration) {
         let pre = if s.starts == 0 {
             match s.state {
