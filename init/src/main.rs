@@ -148,9 +148,18 @@ fn pid1() {
     host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
     keys::install_authorized(&cfg.authorized_keys_b64);
 
-    // Modules and network on their own thread: services do not wait for DHCP.
-    let modules_wanted = cfg.modules.clone();
+    log::milestone("services-start");
     let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
+    let mut specs = services();
+    if hook {
+        specs.insert(0, Spec { name: "smolvm-network-hook".into(), argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()], prestart: vec![] });
+    }
+    let mut sup = Supervisor::new(specs);
+    sup.tick(sys::monotonic());
+    log::milestone("services-started");
+    // Modules and network on their own thread, after the services are spawned: nothing
+    // waits for module loading or DHCP.
+    let modules_wanted = cfg.modules.clone();
     let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
     let net_thread = std::thread::Builder::new().name("net".into()).spawn(move || {
         if !modules_wanted.is_empty() {
@@ -164,14 +173,6 @@ fn pid1() {
         warn!("network thread: {e}");
     }
 
-    log::milestone("services-start");
-    let mut specs = services();
-    if hook {
-        specs.insert(0, Spec { name: "smolvm-network-hook".into(), argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()], prestart: vec![] });
-    }
-    let mut sup = Supervisor::new(specs);
-    sup.tick(sys::monotonic());
-    log::milestone("services-started");
     log::milestone("init-complete");
     main_loop(&cfg, &mut sup, sigfd);
 }

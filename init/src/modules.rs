@@ -120,6 +120,8 @@ struct Index {
     /// name → path, from a directory walk (when there is no modules.dep).
     files: BTreeMap<String, PathBuf>,
     builtin: HashSet<String>,
+    /// `.modinfo` dependencies already read.
+    cache: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
 }
 
 fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>, depth: usize) {
@@ -150,7 +152,7 @@ impl Index {
         let builtin = std::fs::read_to_string(root.join("modules.builtin"))
             .map(|t| t.lines().map(name_of).collect())
             .unwrap_or_default();
-        Index { root, dep, files, builtin }
+        Index { root, dep, files, builtin, cache: Default::default() }
     }
 
     fn path(&self, name: &str) -> Option<PathBuf> {
@@ -164,14 +166,19 @@ impl Index {
         if let Some(d) = &self.dep {
             return d.get(name).map(|(_, deps)| deps.clone()).unwrap_or_default();
         }
+        if let Some(d) = self.cache.borrow().get(name) {
+            return d.clone();
+        }
         let Some(p) = self.path(name) else { return Vec::new() };
-        match read_image(&p) {
+        let deps = match read_image(&p) {
             Ok(img) => modinfo_depends(&img),
             Err(e) => {
                 warn!("module {name}: read {}: {e}", p.display());
                 Vec::new()
             }
-        }
+        };
+        self.cache.borrow_mut().insert(name.to_string(), deps.clone());
+        deps
     }
 }
 
@@ -238,6 +245,7 @@ pub fn load(wanted: &[String]) -> usize {
     if wanted.is_empty() {
         return 0;
     }
+    let t0 = sys::monotonic();
     let idx = Index::open(&sys::kernel_release());
     let mut order = load_order(wanted, &mut |m| idx.deps(m));
     if order.iter().any(|m| m == "virtio")
@@ -249,6 +257,7 @@ pub fn load(wanted: &[String]) -> usize {
         with_pci.extend(order.into_iter().filter(|m| !with_pci.contains(m)).collect::<Vec<_>>());
         order = with_pci;
     }
+    let t1 = sys::monotonic();
     let mut loaded = 0;
     for m in &order {
         if idx.builtin.contains(m) || Path::new("/sys/module").join(m).join("initstate").exists() {
@@ -266,7 +275,13 @@ pub fn load(wanted: &[String]) -> usize {
             Err(e) => warn!("module {m}: {e}"),
         }
     }
-    info!("modules: loaded {loaded} ({})", order.join(" "));
+    let t2 = sys::monotonic();
+    info!(
+        "modules: loaded {loaded} ({}) in {} ms ({} ms resolving)",
+        order.join(" "),
+        (t2 - t0).as_millis(),
+        (t1 - t0).as_millis()
+    );
     loaded
 }
 

@@ -27,6 +27,7 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+static FIRST_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A service definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +155,9 @@ pub struct Supervisor {
 
 fn spawn(argv: &[String]) -> std::io::Result<libc::pid_t> {
     use std::os::unix::process::CommandExt;
-    let child = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    sys::unblock_signals_in_child(&mut cmd);
+    let child = cmd
         .args(&argv[1..])
         .env_clear()
         .env("PATH", PATH)
@@ -189,7 +192,7 @@ impl Supervisor {
         if let Some(cmd) = s.spec.prestart.get(pre) {
             match spawn(cmd) {
                 Ok(pid) => {
-                    info!("{}: running {}", s.spec.name, cmd.join(" "));
+                    info!("{}: running {:?}", s.spec.name, cmd);
                     s.state = State::Pre(pre, pid);
                     return;
                 }
@@ -203,6 +206,9 @@ impl Supervisor {
         s.started_at = now;
         match spawn(&s.spec.argv) {
             Ok(pid) => {
+                if !FIRST_STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    crate::log::milestone("first-service-started");
+                }
                 info!("{}: started (pid {pid}): {}", s.spec.name, s.spec.argv.join(" "));
                 s.state = State::Running(pid);
             }

@@ -249,3 +249,20 @@ pub fn have_children() -> bool {
     let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
     !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
+
+/// Make `cmd`'s child start with an empty signal mask. PID 1 blocks the signals it reads from
+/// its signalfd, and a blocked mask survives exec: without this a service could never be
+/// stopped with SIGTERM.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (sigemptyset, pthread_sigmask) on a local sigset_t; it does not allocate.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
