@@ -17,6 +17,7 @@ mod log;
 mod modules;
 mod mount;
 mod net;
+mod power;
 mod netlink;
 mod reap;
 mod shutdown;
@@ -167,6 +168,7 @@ fn pid1() {
             modules::load(&modules_wanted);
             log::milestone("modules-done");
         }
+        power::watch();
         net::run(plan);
     });
     if let Err(e) = net_thread {
