@@ -191,6 +191,8 @@ pub struct Config {
     pub shutdown: Option<ShutdownMode>,
     /// `rootsmith.cgroup=0` disables the cgroup2 mount.
     pub cgroup: bool,
+    /// The kernel's `quiet`: init prints only errors and milestones.
+    pub quiet: bool,
     /// Unknown or malformed values, for the log (key, why).
     pub warnings: Vec<String>,
 }
@@ -215,6 +217,7 @@ pub fn parse(line: &str) -> Config {
         let v = p.value.as_deref();
         match p.key.as_str() {
             "ip" => c.ip = Some(parse_ip(v.unwrap_or(""))),
+            "quiet" => c.quiet = true,
             "smolvm.network" => c.guest_network = v == Some("guest"),
             "rootsmith.hostname" | "smolvm.hostname" => match v {
                 Some(h) if valid_hostname(h) => c.hostname = Some(h.to_string()),
@@ -349,7 +352,8 @@ mod tests {
 
     #[test]
     fn shutdown_and_flags() {
-        let c = parse("rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1");
+        let c = parse("rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1 quiet");
+        assert!(c.quiet);
         assert_eq!(c.shutdown, Some(ShutdownMode::Halt));
         assert!(c.guest_network);
         assert!(!c.cgroup);

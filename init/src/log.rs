@@ -30,10 +30,24 @@ pub fn line(msg: &str) {
     let _ = out.flush();
 }
 
-/// `info!("...")`: a console line.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With the kernel's `quiet`, informational lines are dropped (errors and milestones stay).
+pub fn set_quiet(q: bool) {
+    QUIET.store(q, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An informational console line (dropped under `quiet`).
+pub fn info_line(msg: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        line(msg);
+    }
+}
+
+/// `info!("...")`: an informational console line.
 #[macro_export]
 macro_rules! info {
-    ($($t:tt)*) => { $crate::log::line(&format!($($t)*)) };
+    ($($t:tt)*) => { $crate::log::info_line(&format!($($t)*)) };
 }
 
 /// `warn!("...")`: a console line marked as an error; boot goes on.

@@ -134,6 +134,7 @@ fn pid1() {
         String::new()
     });
     let cfg = cmdline::parse(line.trim_end());
+    log::set_quiet(cfg.quiet);
     for w in &cfg.warnings {
         warn!("cmdline: {w}");
     }
@@ -147,7 +148,6 @@ fn pid1() {
         _ => None,
     };
     host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
-    keys::install_authorized(&cfg.authorized_keys_b64);
 
     log::milestone("services-start");
     let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
@@ -158,6 +158,8 @@ fn pid1() {
     let mut sup = Supervisor::new(specs);
     sup.tick(sys::monotonic());
     log::milestone("services-started");
+    // sshd reads authorized_keys at login, not at start: off the path to the first service.
+    keys::install_authorized(&cfg.authorized_keys_b64);
     // Modules and network on their own thread, after the services are spawned: nothing
     // waits for module loading or DHCP.
     let modules_wanted = cfg.modules.clone();

@@ -17,7 +17,8 @@
 //! 2. the same image with `ip=dhcp`: eth0 gets its lease, the host key is the one from boot
 //!    1; SIGTERM to PID 1 (from a CGI script) → power off → QEMU exits; fsck clean.
 //! 3. no sshd and an unreadable `/etc/rootsmith/services` (a directory): the VM stays up,
-//!    and Ctrl-Alt-Del with `rootsmith.shutdown=poweroff` still ends it; fsck clean.
+//!    and QEMU's `system_powerdown` (ACPI power button → SIGPWR) with
+//!    `rootsmith.shutdown=poweroff reboot=k` still powers it off; fsck clean.
 //!
 //! Outside CI a missing prerequisite (QEMU, apt-get download, ssh-keygen) skips with a
 //! reason; under `CI=true` it fails. `ROOTSMITH_TEST_KVM=1` tries `-accel kvm` first.
@@ -35,8 +36,11 @@ use std::time::{Duration, Instant};
 const QEMU_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/qemu.sh");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The virtio-net chain of Debian's cloud kernel (plus what `virtio_net` needs at runtime).
-const MODULES: &[&str] =
-    &["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover", "virtio_net"];
+/// The virtio-net chain of Debian's cloud kernel, and the ACPI power button with evdev.
+const MODULES: &[&str] = &[
+    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover", "virtio_net",
+    "button", "evdev",
+];
 const TEST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJvb3RzbWl0aC10ZXN0LWtleS1ub3QtYS1yZWFsLW9uZQ rootsmith-test";
 const GUEST_PORT: u16 = 8080;
 
@@ -75,7 +79,10 @@ fn build_init() -> Option<PathBuf> {
     let out = sh_out(Command::new(cargo).args(["build-init", "--message-format=json-render-diagnostics"]).current_dir(REPO))?;
     out.lines().rev().find_map(|l| {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
-        (v["reason"] == "compiler-artifact" && v["target"]["name"] == "rootsmith-init").then(|| PathBuf::from(v["executable"].as_str()?))
+        if v["reason"] != "compiler-artifact" || v["target"]["name"] != "rootsmith-init" {
+            return None;
+        }
+        v["executable"].as_str().map(PathBuf::from)
     })
 }
 
@@ -157,18 +164,18 @@ fn stage(inp: &Inputs, root: &Path, full: bool) {
     write(root, "/etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n");
     write(root, "/etc/group", 0o644, "root:x:0:\ntty:x:5:\n");
     write(root, "/etc/hostname", 0o644, "rsm-image\n");
-    if !full {
-        // Unreadable services file: read(2) fails with EISDIR.
-        fs::create_dir_all(root.join("etc/rootsmith/services")).expect("mkdir");
-        return;
-    }
-    // Only the virtio-net chain, no modules.dep: init falls back to .modinfo depends=.
+    // A few modules and no modules.dep: init falls back to .modinfo depends=.
     let mdir = inp.kroot.join("lib/modules").join(&inp.kver);
     for m in MODULES {
         let rel = find_module(&mdir, m).unwrap_or_else(|| panic!("module {m} not in the kernel package"));
         copy(&mdir.join(&rel), root, &format!("/lib/modules/{}/{}", inp.kver, rel.display()), 0o644);
     }
     copy(&mdir.join("modules.builtin"), root, &format!("/lib/modules/{}/modules.builtin", inp.kver), 0o644);
+    if !full {
+        // Unreadable services file: read(2) fails with EISDIR.
+        fs::create_dir_all(root.join("etc/rootsmith/services")).expect("mkdir");
+        return;
+    }
     // The host's ssh-keygen and the libraries it links.
     copy(&inp.ssh_keygen, root, "/usr/bin/ssh-keygen", 0o755);
     let ldd = sh_out(Command::new("ldd").arg(&inp.ssh_keygen)).expect("ldd ssh-keygen");
@@ -432,7 +439,8 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     let c = vm.wait_for("flaky: exited (Code(3)); restart in 400ms", boot_limit);
     assert!(c.contains("SMOLVM_TS stage=init-start epoch_s="), "SMOLVM_TS lines");
     assert!(c.contains("modules: loaded 8"), "virtio_net chain not loaded");
-    assert!(c.contains("sshd: started") && c.contains("stand-in sshd -D -e"), "sshd not started");
+    let c = vm.wait_for("stand-in sshd -D -e", boot_limit);
+    assert!(c.contains("sshd: started"), "sshd not started");
     report_timings("boot 1 (static ip)", &c);
     vm.monitor("sendkey ctrl-alt-delete");
     vm.wait_exit(Duration::from_secs(60));
@@ -460,12 +468,13 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     drop(vm);
     assert_eq!(fsck(&img_a), 0, "e2fsck -fn after boot 2");
 
-    // Boot 3: no sshd, unreadable services file, no NIC: stays up, then shuts down.
+    // Boot 3: no sshd, unreadable services file, no NIC: stays up, then the ACPI power button
+    // (`system_powerdown`) still shuts it down.
     let root_b = work.path().join("root-b");
     stage(&inp, &root_b, false);
     let img_b = work.path().join("b.ext4");
     mkfs(&root_b, &img_b);
-    let mut vm = Vm::boot(&inp, &img_b, work.path(), "reboot=k rootsmith.shutdown=poweroff ip=off", false);
+    let mut vm = Vm::boot(&inp, &img_b, work.path(), "reboot=k rootsmith.shutdown=poweroff ip=off rootsmith.modules=button,evdev", false);
     let c = vm.wait_for("rootsmith-init: init-complete", boot_limit);
     assert!(c.contains("error: /etc/rootsmith/services: Is a directory"), "services error not logged:\n{c}");
     assert!(c.contains("no /usr/sbin/sshd: not starting sshd"), "{c}");
@@ -474,10 +483,11 @@ fn init_boots_serves_and_shuts_down_cleanly() {
         vm.fail(&format!("VM ended by itself ({st})"));
     }
     vm.wait_for("rootsmith-init: net-config-done", boot_limit);
-    vm.monitor("sendkey ctrl-alt-delete");
+    vm.wait_for("rootsmith-init: power button: /dev/input/event", boot_limit);
+    vm.monitor("system_powerdown");
     vm.wait_exit(Duration::from_secs(60));
     let c = vm.console();
-    assert!(c.contains("shutting down (PowerOff)") && c.contains("reboot: Power down"), "{c}");
+    assert!(c.contains("signal 30: shutting down (PowerOff)") && c.contains("reboot: Power down"), "{c}");
     drop(vm);
     assert_eq!(fsck(&img_b), 0, "e2fsck -fn after boot 3");
     eprintln!("init_boot: {:.1} s in all ({} bytes of init)", t0.elapsed().as_secs_f64(), fs::metadata(&inp.init).map_or(0, |m| m.len()));
