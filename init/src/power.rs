@@ -29,7 +29,8 @@ fn find_button() -> Option<String> {
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with("event")
-            && std::fs::read_to_string(e.path().join("device/name")).is_ok_and(|s| s.trim() == "Power Button")
+            && std::fs::read_to_string(e.path().join("device/name"))
+                .is_ok_and(|s| s.trim() == "Power Button")
         {
             return Some(format!("/dev/input/{n}"));
         }
@@ -39,7 +40,9 @@ fn find_button() -> Option<String> {
 
 /// Start the watcher thread if there is a power button. Returns whether one was found.
 pub fn watch() -> bool {
-    let Some(dev) = find_button() else { return false };
+    let Some(dev) = find_button() else {
+        return false;
+    };
     let f = match std::fs::File::open(&dev) {
         Ok(f) => f,
         Err(e) => {
@@ -48,20 +51,22 @@ pub fn watch() -> bool {
         }
     };
     info!("power button: {dev}");
-    let r = std::thread::Builder::new().name("power".into()).spawn(move || {
-        let mut f = f;
-        let mut buf = [0u8; EVENT_SIZE * 16];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if buf[..n].chunks_exact(EVENT_SIZE).any(is_power_press) {
-                        let _ = sys::kill(1, libc::SIGPWR);
+    let r = std::thread::Builder::new()
+        .name("power".into())
+        .spawn(move || {
+            let mut f = f;
+            let mut buf = [0u8; EVENT_SIZE * 16];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if buf[..n].chunks_exact(EVENT_SIZE).any(is_power_press) {
+                            let _ = sys::kill(1, libc::SIGPWR);
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     r.is_ok()
 }
 

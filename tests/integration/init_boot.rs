@@ -38,8 +38,16 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The virtio-net chain of Debian's cloud kernel (plus what `virtio_net` needs at runtime).
 /// The virtio-net chain of Debian's cloud kernel, and the ACPI power button with evdev.
 const MODULES: &[&str] = &[
-    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover", "virtio_net",
-    "button", "evdev",
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "button",
+    "evdev",
 ];
 const TEST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJvb3RzbWl0aC10ZXN0LWtleS1ub3QtYS1yZWFsLW9uZQ rootsmith-test";
 const GUEST_PORT: u16 = 8080;
@@ -58,14 +66,28 @@ struct Inputs {
 
 fn sh_out(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::inherit()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `apt-get download` + `dpkg-deb -x` of `pkg` into `dest`.
 fn fetch_deb(pkg: &str, work: &Path, dest: &Path) -> Option<()> {
-    let before: Vec<PathBuf> = fs::read_dir(work).ok()?.flatten().map(|e| e.path()).collect();
-    sh_out(Command::new("apt-get").args(["download", "-q", pkg]).current_dir(work))?;
-    let deb = fs::read_dir(work).ok()?.flatten().map(|e| e.path()).find(|p| !before.contains(p) && p.extension().is_some_and(|x| x == "deb"))?;
+    let before: Vec<PathBuf> = fs::read_dir(work)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    sh_out(
+        Command::new("apt-get")
+            .args(["download", "-q", pkg])
+            .current_dir(work),
+    )?;
+    let deb = fs::read_dir(work)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !before.contains(p) && p.extension().is_some_and(|x| x == "deb"))?;
     sh_out(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dest))?;
     Some(())
 }
@@ -76,7 +98,11 @@ fn build_init() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = sh_out(Command::new(cargo).args(["build-init", "--message-format=json-render-diagnostics"]).current_dir(REPO))?;
+    let out = sh_out(
+        Command::new(cargo)
+            .args(["build-init", "--message-format=json-render-diagnostics"])
+            .current_dir(REPO),
+    )?;
     out.lines().rev().find_map(|l| {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
         if v["reason"] != "compiler-artifact" || v["target"]["name"] != "rootsmith-init" {
@@ -87,34 +113,73 @@ fn build_init() -> Option<PathBuf> {
 }
 
 fn inputs(work: &Path) -> Option<Inputs> {
-    let qemu = sh_out(&mut Command::new("bash").arg(QEMU_SH)).map(|s| PathBuf::from(s.trim()));
+    let qemu = sh_out(Command::new("bash").arg(QEMU_SH)).map(|s| PathBuf::from(s.trim()));
     if !require(qemu.is_some(), "QEMU (../shared/fixtures/qemu.sh failed)") {
         return None;
     }
     // linux-image-cloud-amd64 is a metapackage: take the versioned image it depends on.
-    let meta = sh_out(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"])).unwrap_or_default();
-    let pkg = meta.lines().find_map(|l| l.trim().strip_prefix("Depends: ").filter(|d| d.starts_with("linux-image-")).map(str::to_string));
+    let meta = sh_out(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))
+        .unwrap_or_default();
+    let pkg = meta.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Depends: ")
+            .filter(|d| d.starts_with("linux-image-"))
+            .map(str::to_string)
+    });
     let kroot = work.join("kernel");
-    let got_kernel = pkg.as_deref().is_some_and(|p| fetch_deb(p, work, &kroot).is_some());
-    if !require(got_kernel, "Debian's cloud kernel via apt-get download (linux-image-cloud-amd64)") {
+    let got_kernel = pkg
+        .as_deref()
+        .is_some_and(|p| fetch_deb(p, work, &kroot).is_some());
+    if !require(
+        got_kernel,
+        "Debian's cloud kernel via apt-get download (linux-image-cloud-amd64)",
+    ) {
         return None;
     }
     let bbroot = work.join("busybox");
-    if !require(fetch_deb("busybox-static", work, &bbroot).is_some(), "busybox-static via apt-get download") {
+    if !require(
+        fetch_deb("busybox-static", work, &bbroot).is_some(),
+        "busybox-static via apt-get download",
+    ) {
         return None;
     }
-    let kernel = fs::read_dir(kroot.join("boot")).ok()?.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))?;
-    let kver = kernel.file_name()?.to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let kernel = fs::read_dir(kroot.join("boot"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })?;
+    let kver = kernel
+        .file_name()?
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
     let ssh_keygen = crate::common::which("ssh-keygen");
-    if !require(ssh_keygen.is_some(), "ssh-keygen (openssh-client) on the host") {
+    if !require(
+        ssh_keygen.is_some(),
+        "ssh-keygen (openssh-client) on the host",
+    ) {
         return None;
     }
     if !require(crate::common::have("e2fsck"), "e2fsck") {
         return None;
     }
     let init = build_init();
-    assert!(init.is_some(), "cargo build-init failed (is the x86_64-unknown-linux-musl target installed?)");
-    Some(Inputs { qemu: qemu?, kernel, kver, kroot, busybox: bbroot.join("bin/busybox"), ssh_keygen: ssh_keygen?, init: init? })
+    assert!(
+        init.is_some(),
+        "cargo build-init failed (is the x86_64-unknown-linux-musl target installed?)"
+    );
+    Some(Inputs {
+        qemu: qemu?,
+        kernel,
+        kver,
+        kroot,
+        busybox: bbroot.join("bin/busybox"),
+        ssh_keygen: ssh_keygen?,
+        init: init?,
+    })
 }
 
 fn write(root: &Path, path: &str, mode: u32, text: &str) {
@@ -152,7 +217,9 @@ echo "== end"
 /// Stage a root tree. `full`: sshd (a stand-in), ssh-keygen, services; else neither sshd nor
 /// a readable services file.
 fn stage(inp: &Inputs, root: &Path, full: bool) {
-    for d in ["proc", "sys", "dev", "run", "tmp", "root", "etc/ssh", "bin", "usr/bin", "usr/sbin"] {
+    for d in [
+        "proc", "sys", "dev", "run", "tmp", "root", "etc/ssh", "bin", "usr/bin", "usr/sbin",
+    ] {
         fs::create_dir_all(root.join(d)).expect("mkdir");
     }
     copy(&inp.init, root, "/init", 0o755);
@@ -161,16 +228,32 @@ fn stage(inp: &Inputs, root: &Path, full: bool) {
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         let _ = symlink("busybox", root.join("bin").join(applet));
     }
-    write(root, "/etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n");
+    write(
+        root,
+        "/etc/passwd",
+        0o644,
+        "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
+    );
     write(root, "/etc/group", 0o644, "root:x:0:\ntty:x:5:\n");
     write(root, "/etc/hostname", 0o644, "rsm-image\n");
     // A few modules and no modules.dep: init falls back to .modinfo depends=.
     let mdir = inp.kroot.join("lib/modules").join(&inp.kver);
     for m in MODULES {
-        let rel = find_module(&mdir, m).unwrap_or_else(|| panic!("module {m} not in the kernel package"));
-        copy(&mdir.join(&rel), root, &format!("/lib/modules/{}/{}", inp.kver, rel.display()), 0o644);
+        let rel =
+            find_module(&mdir, m).unwrap_or_else(|| panic!("module {m} not in the kernel package"));
+        copy(
+            &mdir.join(&rel),
+            root,
+            &format!("/lib/modules/{}/{}", inp.kver, rel.display()),
+            0o644,
+        );
     }
-    copy(&mdir.join("modules.builtin"), root, &format!("/lib/modules/{}/modules.builtin", inp.kver), 0o644);
+    copy(
+        &mdir.join("modules.builtin"),
+        root,
+        &format!("/lib/modules/{}/modules.builtin", inp.kver),
+        0o644,
+    );
     if !full {
         // Unreadable services file: read(2) fails with EISDIR.
         fs::create_dir_all(root.join("etc/rootsmith/services")).expect("mkdir");
@@ -184,7 +267,12 @@ fn stage(inp: &Inputs, root: &Path, full: bool) {
         copy(&real, root, lib, 0o755);
     }
     // sshd stand-in: init's sshd handling (host key first, `-D -e`) without OpenSSH's server.
-    write(root, "/usr/sbin/sshd", 0o755, "#!/bin/sh\necho \"stand-in sshd $*\"\nexec sleep 1000000\n");
+    write(
+        root,
+        "/usr/sbin/sshd",
+        0o755,
+        "#!/bin/sh\necho \"stand-in sshd $*\"\nexec sleep 1000000\n",
+    );
     write(
         root,
         "/etc/rootsmith/services",
@@ -199,7 +287,12 @@ fn stage(inp: &Inputs, root: &Path, full: bool) {
     // then say so: unreaped, they would stay zombies of PID 1.
     write(root, "/srv/orphans.sh", 0o755, "for i in 1 2 3 4 5; do ( sleep 0.2 & ); done\nsleep 1.5\ntouch /run/orphans.done\nexec sleep 1000000\n");
     write(root, "/srv/www/cgi-bin/state", 0o755, STATE_CGI);
-    write(root, "/srv/www/cgi-bin/term", 0o755, "#!/bin/sh\necho \"Content-Type: text/plain\"\necho\necho bye\nkill -TERM 1\n");
+    write(
+        root,
+        "/srv/www/cgi-bin/term",
+        0o755,
+        "#!/bin/sh\necho \"Content-Type: text/plain\"\necho\necho bye\nkill -TERM 1\n",
+    );
 }
 
 fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -209,7 +302,10 @@ fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.file_name().is_some_and(|n| n.to_string_lossy() == format!("{name}.ko")) {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() == format!("{name}.ko"))
+            {
                 return p.strip_prefix(dir).ok().map(Path::to_path_buf);
             }
         }
@@ -218,11 +314,25 @@ fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 fn mkfs(root: &Path, out: &Path) {
-    ok(rootsmith().args(["mkfs", "--quiet", "--size", "64M", "--owner", "0:0", "--from-dir"]).arg(root).arg(out));
+    ok(rootsmith()
+        .args([
+            "mkfs",
+            "--quiet",
+            "--size",
+            "64M",
+            "--owner",
+            "0:0",
+            "--from-dir",
+        ])
+        .arg(root)
+        .arg(out));
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
 }
 
 /// A running VM; killed on drop.
@@ -241,28 +351,56 @@ impl Vm {
         let _ = fs::remove_file(&serial);
         let _ = fs::remove_file(&monitor);
         let port = free_port();
-        let accel = if std::env::var("ROOTSMITH_TEST_KVM").is_ok_and(|v| v == "1") { "kvm:tcg" } else { "tcg" };
+        let accel = if std::env::var("ROOTSMITH_TEST_KVM").is_ok_and(|v| v == "1") {
+            "kvm:tcg"
+        } else {
+            "tcg"
+        };
         let mut cmd = Command::new(&inp.qemu);
-        cmd.args(["-machine", &format!("pc,accel={accel}"), "-cpu", "max", "-m", "512", "-smp", "1"])
-            .args(["-display", "none", "-nodefaults", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-monitor")
-            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
-            .arg("-kernel")
-            .arg(&inp.kernel)
-            .arg("-append")
-            .arg(format!("console=ttyS0 root=/dev/nvme0n1 rootfstype=ext4 init=/init panic=-1 {append}"))
-            .arg("-drive")
-            .arg(format!("file={},if=none,id=d0,format=raw", img.display()))
-            .args(["-device", "nvme,drive=d0,serial=rootsmith0"]);
+        cmd.args([
+            "-machine",
+            &format!("pc,accel={accel}"),
+            "-cpu",
+            "max",
+            "-m",
+            "512",
+            "-smp",
+            "1",
+        ])
+        .args(["-display", "none", "-nodefaults", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+        .arg("-kernel")
+        .arg(&inp.kernel)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 root=/dev/nvme0n1 rootfstype=ext4 init=/init panic=-1 {append}"
+        ))
+        .arg("-drive")
+        .arg(format!("file={},if=none,id=d0,format=raw", img.display()))
+        .args(["-device", "nvme,drive=d0,serial=rootsmith0"]);
         if nic {
-            cmd.args(["-netdev", &format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}")])
-                .args(["-device", "virtio-net-pci,netdev=n0"]);
+            cmd.args([
+                "-netdev",
+                &format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"),
+            ])
+            .args(["-device", "virtio-net-pci,netdev=n0"]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", inp.qemu.display()));
-        Vm { child, serial, monitor, port, started: Instant::now() }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", inp.qemu.display()));
+        Vm {
+            child,
+            serial,
+            monitor,
+            port,
+            started: Instant::now(),
+        }
     }
 
     fn console(&self) -> String {
@@ -286,7 +424,9 @@ impl Vm {
                 return c;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                self.fail(&format!("QEMU exited ({st}) before the console showed {pat:?}"));
+                self.fail(&format!(
+                    "QEMU exited ({st}) before the console showed {pat:?}"
+                ));
             }
             if Instant::now() > deadline {
                 self.fail(&format!("no {pat:?} on the console after {limit:?}"));
@@ -319,7 +459,9 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        self.fail(&format!("guest state never became ready; last answer:\n{last}"));
+        self.fail(&format!(
+            "guest state never became ready; last answer:\n{last}"
+        ));
     }
 
     fn monitor(&mut self, command: &str) {
@@ -344,7 +486,9 @@ impl Vm {
             match self.child.try_wait() {
                 Ok(Some(st)) if st.success() => return self.started.elapsed(),
                 Ok(Some(st)) => self.fail(&format!("QEMU exited with {st}")),
-                _ if Instant::now() > deadline => self.fail(&format!("QEMU did not exit within {limit:?} of the shutdown request")),
+                _ if Instant::now() > deadline => self.fail(&format!(
+                    "QEMU did not exit within {limit:?} of the shutdown request"
+                )),
                 _ => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -361,13 +505,26 @@ impl Drop for Vm {
 /// Uptime of `rootsmith-init: <stage> <uptime>s` on the console.
 fn stage_time(console: &str, stage: &str) -> Option<f64> {
     let prefix = format!("rootsmith-init: {stage} ");
-    console.lines().find_map(|l| l.trim_end().strip_prefix(&prefix)?.strip_suffix('s')?.parse().ok())
+    console.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix(&prefix)?
+            .strip_suffix('s')?
+            .parse()
+            .ok()
+    })
 }
 
 /// printk time of the kernel's "Run /init as init process".
 fn kernel_run_init(console: &str) -> Option<f64> {
-    let l = console.lines().find(|l| l.contains("Run /init as init process"))?;
-    l.split(']').next()?.trim_start_matches('[').trim().parse().ok()
+    let l = console
+        .lines()
+        .find(|l| l.contains("Run /init as init process"))?;
+    l.split(']')
+        .next()?
+        .trim_start_matches('[')
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn section<'a>(state: &'a str, name: &str) -> &'a str {
@@ -378,7 +535,12 @@ fn section<'a>(state: &'a str, name: &str) -> &'a str {
 }
 
 fn report_timings(boot: &str, c: &str) {
-    let (k, s, f, n) = (kernel_run_init(c), stage_time(c, "init-start"), stage_time(c, "first-service-started"), stage_time(c, "net-ready"));
+    let (k, s, f, n) = (
+        kernel_run_init(c),
+        stage_time(c, "init-start"),
+        stage_time(c, "first-service-started"),
+        stage_time(c, "net-ready"),
+    );
     eprintln!(
         "init_boot {boot}: kernel 'Run /init' at {k:?}s, init-start at {s:?}s, first service +{:.1} ms, net-ready +{:.1} ms",
         f.zip(s).map_or(f64::NAN, |(f, s)| (f - s) * 1000.0),
@@ -390,7 +552,9 @@ fn report_timings(boot: &str, c: &str) {
 fn init_boots_serves_and_shuts_down_cleanly() {
     let t0 = Instant::now();
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(inp) = inputs(work.path()) else { return };
+    let Some(inp) = inputs(work.path()) else {
+        return;
+    };
     let key_b64 = base64(TEST_KEY.as_bytes());
     let boot_limit = Duration::from_secs(if in_ci() { 180 } else { 120 });
 
@@ -413,7 +577,14 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     );
     vm.wait_for("rootsmith-init: init-complete", boot_limit);
     vm.wait_for("rootsmith-init: net-ready", boot_limit);
-    let st = vm.state_until(|s| s.contains("== orphans done") && flaky_runs(s) >= 3 && s.contains("== hostkey ssh-ed25519 "), boot_limit);
+    let st = vm.state_until(
+        |s| {
+            s.contains("== orphans done")
+                && flaky_runs(s) >= 3
+                && s.contains("== hostkey ssh-ed25519 ")
+        },
+        boot_limit,
+    );
     let mounts = section(&st, "mounts");
     for want in [
         "/dev/root / ext4 rw,",
@@ -428,43 +599,92 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     }
     assert!(st.contains("== ptmx pts/ptmx fd /proc/self/fd"), "{st}");
     let addr = section(&st, "addr");
-    assert!(addr.contains("inet 10.0.2.15/24") && addr.contains("default via 10.0.2.2 dev eth0"), "static ip= not applied:\n{addr}");
+    assert!(
+        addr.contains("inet 10.0.2.15/24") && addr.contains("default via 10.0.2.2 dev eth0"),
+        "static ip= not applied:\n{addr}"
+    );
     assert!(st.contains("== hostname rsm-test"), "{st}");
     let keys = section(&st, "keys");
-    assert!(keys.contains("700 0 0 /root/.ssh\n") && keys.contains("600 0 0 /root/.ssh/authorized_keys\n"), "modes:\n{keys}");
+    assert!(
+        keys.contains("700 0 0 /root/.ssh\n")
+            && keys.contains("600 0 0 /root/.ssh/authorized_keys\n"),
+        "modes:\n{keys}"
+    );
     assert!(keys.contains(TEST_KEY), "key missing:\n{keys}");
-    let hostkey = section(&st, "hostkey").lines().next().expect("hostkey line").to_string();
-    assert_eq!(section(&st, "zombies").trim(), "== zombies 0", "unreaped children:\n{st}");
-    assert!(st.contains("{\"stage\":\"init-start\",\"epoch_s\":"), "smolvm jsonl:\n{st}");
+    let hostkey = section(&st, "hostkey")
+        .lines()
+        .next()
+        .expect("hostkey line")
+        .to_string();
+    assert_eq!(
+        section(&st, "zombies").trim(),
+        "== zombies 0",
+        "unreaped children:\n{st}"
+    );
+    assert!(
+        st.contains("{\"stage\":\"init-start\",\"epoch_s\":"),
+        "smolvm jsonl:\n{st}"
+    );
     let c = vm.wait_for("flaky: exited (Code(3)); restart in 400ms", boot_limit);
-    assert!(c.contains("SMOLVM_TS stage=init-start epoch_s="), "SMOLVM_TS lines");
-    assert!(c.contains("modules: loaded 8"), "virtio_net chain not loaded");
+    assert!(
+        c.contains("SMOLVM_TS stage=init-start epoch_s="),
+        "SMOLVM_TS lines"
+    );
+    assert!(
+        c.contains("modules: loaded 8"),
+        "virtio_net chain not loaded"
+    );
     let c = vm.wait_for("stand-in sshd -D -e", boot_limit);
     assert!(c.contains("sshd: started"), "sshd not started");
     report_timings("boot 1 (static ip)", &c);
     vm.monitor("sendkey ctrl-alt-delete");
     vm.wait_exit(Duration::from_secs(60));
     let c = vm.console();
-    assert!(c.contains("signal 2: shutting down (Restart)") && c.contains("reboot: Restarting system"), "CAD:\n{c}");
+    assert!(
+        c.contains("signal 2: shutting down (Restart)") && c.contains("reboot: Restarting system"),
+        "CAD:\n{c}"
+    );
     drop(vm);
     assert_eq!(fsck(&img_a), 0, "e2fsck -fn after boot 1");
 
     // Boot 2: same image, ip=dhcp, no reboot=k; SIGTERM from inside.
-    let mut vm = Vm::boot(&inp, &img_a, work.path(), "ip=dhcp rootsmith.modules=virtio_net", true);
+    let mut vm = Vm::boot(
+        &inp,
+        &img_a,
+        work.path(),
+        "ip=dhcp rootsmith.modules=virtio_net",
+        true,
+    );
     vm.wait_for("rootsmith-init: net-ready", boot_limit);
     let st = vm.state_until(|s| s.contains("== hostkey ssh-ed25519 "), boot_limit);
     let addr = section(&st, "addr");
-    assert!(addr.contains("inet 10.0.2.15/24"), "DHCP lease not applied:\n{addr}");
-    assert_eq!(section(&st, "hostkey").lines().next(), Some(hostkey.as_str()), "host key changed across boots");
-    assert!(st.contains("== hostname rsm-image"), "/etc/hostname not used:\n{st}");
+    assert!(
+        addr.contains("inet 10.0.2.15/24"),
+        "DHCP lease not applied:\n{addr}"
+    );
+    assert_eq!(
+        section(&st, "hostkey").lines().next(),
+        Some(hostkey.as_str()),
+        "host key changed across boots"
+    );
+    assert!(
+        st.contains("== hostname rsm-image"),
+        "/etc/hostname not used:\n{st}"
+    );
     let c = vm.console();
     assert!(!c.contains("ssh-keygen"), "host key generated again:\n{c}");
     report_timings("boot 2 (dhcp)", &c);
     let _ = vm.get("/cgi-bin/term");
     vm.wait_exit(Duration::from_secs(60));
     let c = vm.console();
-    assert!(c.contains("signal 15: shutting down (PowerOff)") && c.contains("reboot: Power down"), "SIGTERM:\n{c}");
-    assert!(c.contains("web: stopped (Signal(15))"), "services not stopped with SIGTERM:\n{c}");
+    assert!(
+        c.contains("signal 15: shutting down (PowerOff)") && c.contains("reboot: Power down"),
+        "SIGTERM:\n{c}"
+    );
+    assert!(
+        c.contains("web: stopped (Signal(15))"),
+        "services not stopped with SIGTERM:\n{c}"
+    );
     drop(vm);
     assert_eq!(fsck(&img_a), 0, "e2fsck -fn after boot 2");
 
@@ -474,9 +694,18 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     stage(&inp, &root_b, false);
     let img_b = work.path().join("b.ext4");
     mkfs(&root_b, &img_b);
-    let mut vm = Vm::boot(&inp, &img_b, work.path(), "reboot=k rootsmith.shutdown=poweroff ip=off rootsmith.modules=button,evdev", false);
+    let mut vm = Vm::boot(
+        &inp,
+        &img_b,
+        work.path(),
+        "reboot=k rootsmith.shutdown=poweroff ip=off rootsmith.modules=button,evdev",
+        false,
+    );
     let c = vm.wait_for("rootsmith-init: init-complete", boot_limit);
-    assert!(c.contains("error: /etc/rootsmith/services: Is a directory"), "services error not logged:\n{c}");
+    assert!(
+        c.contains("error: /etc/rootsmith/services: Is a directory"),
+        "services error not logged:\n{c}"
+    );
     assert!(c.contains("no /usr/sbin/sshd: not starting sshd"), "{c}");
     std::thread::sleep(Duration::from_secs(3));
     if let Ok(Some(st)) = vm.child.try_wait() {
@@ -487,23 +716,42 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     vm.monitor("system_powerdown");
     vm.wait_exit(Duration::from_secs(60));
     let c = vm.console();
-    assert!(c.contains("signal 30: shutting down (PowerOff)") && c.contains("reboot: Power down"), "{c}");
+    assert!(
+        c.contains("signal 30: shutting down (PowerOff)") && c.contains("reboot: Power down"),
+        "{c}"
+    );
     drop(vm);
     assert_eq!(fsck(&img_b), 0, "e2fsck -fn after boot 3");
-    eprintln!("init_boot: {:.1} s in all ({} bytes of init)", t0.elapsed().as_secs_f64(), fs::metadata(&inp.init).map_or(0, |m| m.len()));
+    eprintln!(
+        "init_boot: {:.1} s in all ({} bytes of init)",
+        t0.elapsed().as_secs_f64(),
+        fs::metadata(&inp.init).map_or(0, |m| m.len())
+    );
 }
 
 fn flaky_runs(state: &str) -> u32 {
-    section(state, "flaky").trim().trim_start_matches("== flaky").trim().parse().unwrap_or(0)
+    section(state, "flaky")
+        .trim()
+        .trim_start_matches("== flaky")
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn base64(b: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for ch in b.chunks(3) {
-        let n = ch.iter().enumerate().fold(0u32, |a, (i, x)| a | (u32::from(*x) << (16 - 8 * i)));
+        let n = ch
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (i, x)| a | (u32::from(*x) << (16 - 8 * i)));
         for i in 0..4 {
-            s.push(if i <= ch.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            s.push(if i <= ch.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
     s
