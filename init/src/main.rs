@@ -144,7 +144,9 @@ fn pid1() {
         }
     };
     log::milestone("init-start");
+    // Children get PATH from the spawn; posix_spawnp searches this process's PATH.
     std::env::set_var("PATH", supervise::PATH);
+    let _ = std::env::set_current_dir("/");
     mount::early();
     log::flush_files();
     log::milestone("mounts-ready");
