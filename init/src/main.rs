@@ -136,6 +136,7 @@ fn services() -> Vec<Spec> {
 }
 
 fn pid1() {
+    install_panic_hook();
     let sigfd = match sys::block_and_signalfd() {
         Ok(fd) => Some(fd),
         Err(e) => {
@@ -217,6 +218,10 @@ fn pid1() {
     }
 
     log::milestone("init-complete");
+    if line.contains("xpanic") {
+        let v: Vec<u8> = Vec::new();
+        let _ = v[std::hint::black_box(3)];
+    }
     main_loop(&cfg, &mut sup, sigfd);
 }
 
@@ -251,13 +256,45 @@ fn main_loop(
     }
 }
 
-/// The last resort: never return, keep reaping.
+/// The last resort: never return; keep reaping, and still honour a shutdown request with
+/// a bare-bones sequence (no service bookkeeping).
 fn idle() -> ! {
     warn!("idle loop");
     loop {
         reap::reap_all(|_, _| {});
-        std::thread::sleep(Duration::from_secs(1));
+        let Some(sig) = sys::wait_signal(Duration::from_secs(1)) else {
+            continue;
+        };
+        let cfg = cmdline::parse(
+            std::fs::read_to_string("/proc/cmdline")
+                .unwrap_or_default()
+                .trim_end(),
+        );
+        if let Some(a) = shutdown::action_for(sig, cfg.shutdown, cfg.reboot_k) {
+            let _ = sys::kill(-1, libc::SIGTERM);
+            std::thread::sleep(Duration::from_secs(1));
+            let _ = sys::kill(-1, libc::SIGKILL);
+            reap::reap_all(|_, _| {});
+            sys::sync();
+            let _ = sys::mount("", "/", None, libc::MS_REMOUNT | libc::MS_RDONLY, None);
+            sys::sync();
+            let _ = sys::reboot(a.reboot_cmd());
+        }
     }
+}
+
+/// PID 1 must not die on a bug: a panic (which would abort, and the kernel would panic)
+/// is logged, and the panicking thread parks (a helper thread) or becomes [`idle`] (main).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log::line(&format!("error: bug: {info}"));
+        if std::thread::current().name() == Some("main") {
+            idle();
+        }
+        loop {
+            std::thread::park();
+        }
+    }));
 }
 
 /// The real side effects of a shutdown.

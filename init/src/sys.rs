@@ -343,3 +343,16 @@ pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
     }
     Ok(pid)
 }
+
+/// Wait up to `timeout` for one of the [`HANDLED`] signals (they are blocked) without a
+/// signalfd; `None` on timeout. For the last-resort loop.
+pub fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
+    let set = handled_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` and `ts` are initialised and live for the call; siginfo may be null.
+    let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (s > 0).then_some(s)
+}
