@@ -218,10 +218,6 @@ fn pid1() {
     }
 
     log::milestone("init-complete");
-    if line.contains("xpanic") {
-        let v: Vec<u8> = Vec::new();
-        let _ = v[std::hint::black_box(3)];
-    }
     main_loop(&cfg, &mut sup, sigfd);
 }
 
