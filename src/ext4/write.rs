@@ -136,18 +136,15 @@ fn crate_options(
     o
 }
 
+/// A sealed layout and the files to fill, in declaration order.
+type Sealed = (mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>);
+
 /// Tries to seal at `size`: `Ok(None)` when the image is too small.
 fn try_seal(
     tree: &Tree,
     o: mkext4::Options,
     clamp: Option<Time>,
-) -> Result<
-    Option<(
-        mkext4::Layout,
-        Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
-    )>,
-    Ext4Error,
-> {
+) -> Result<Option<Sealed>, Ext4Error> {
     let d = match declare(tree, o, clamp) {
         Ok(d) => d,
         Err(Ext4Error::Full) => return Ok(None),

@@ -216,7 +216,7 @@ fn apply_entry<R: Read>(
         }
     }
     let raw_path = entry.path_bytes().into_owned();
-    let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
+    let names = normalize(&raw_path).ok_or(EntryError::Traversal)?;
     let meta = entry_meta(entry.header(), &pax, opts)?;
     let parent_meta = Meta::new(0o755, meta.mtime);
     let kind = match etype {
@@ -279,7 +279,7 @@ fn apply_entry<R: Read>(
 
 fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), EntryError> {
     let outside = || EntryError::LinkTarget(PathBytes(target.to_vec()));
-    let tnames = normalize(target).map_err(|()| outside())?;
+    let tnames = normalize(target).ok_or_else(outside)?;
     let tpath = crate::tree::path::join(&tnames);
     let target_id = tree
         .resolve(&tpath, Follow::Strict, false)
