@@ -143,16 +143,19 @@ fn inputs(work: &Path) -> Option<Inputs> {
     ) {
         return None;
     }
+    // A package that unpacked but holds no kernel is a failure, not a missing prerequisite.
     let kernel = fs::read_dir(kroot.join("boot"))
-        .ok()?
+        .expect("the kernel package has /boot")
         .flatten()
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })?;
+        })
+        .expect("the kernel package has /boot/vmlinuz-*");
     let kver = kernel
-        .file_name()?
+        .file_name()
+        .expect("file name")
         .to_string_lossy()
         .trim_start_matches("vmlinuz-")
         .to_string();
