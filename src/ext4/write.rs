@@ -15,24 +15,60 @@ use super::declare::declare;
 use super::plan::{self, Ext4Options, TreeFacts, BLOCK};
 use super::{Ext4Error, Report};
 
-/// Positioned writes into the temp file; zero regions are left as holes.
+/// Positioned writes into the temp file, combined while offsets are contiguous (the crate
+/// emits metadata block by block); zero regions are left as holes.
 struct Sink<'a> {
     file: &'a File,
     len: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
     written: u64,
     progress: &'a mut dyn FnMut(u64),
 }
 
+const COMBINE: usize = 4 << 20;
+
+impl Sink<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.buf_at)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+            (self.progress)(self.written);
+        }
+        Ok(())
+    }
+}
+
 impl RegionSink for Sink<'_> {
     fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(bytes, offset)?;
-        self.written += bytes.len() as u64;
-        (self.progress)(self.written);
+        if self.buf_at + self.buf.len() as u64 != offset || self.buf.len() + bytes.len() > COMBINE {
+            self.flush()?;
+            self.buf_at = offset;
+        }
+        if bytes.len() >= COMBINE {
+            self.file.write_all_at(bytes, offset)?;
+            self.written += bytes.len() as u64;
+            self.buf_at = offset + bytes.len() as u64;
+            (self.progress)(self.written);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
         Ok(())
     }
     fn zeros(&mut self, offset: u64, len: u64) -> io::Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(io::Error::other("zeros past the end of the image"));
+        }
+        // Padding after a file's last partial block: keep the run contiguous rather than
+        // splitting the write (the file is pre-sized, so the bytes are zero either way).
+        let end = self.buf_at + self.buf.len() as u64;
+        if !self.buf.is_empty()
+            && offset == end
+            && len <= 64 * 1024
+            && self.buf.len() + (len as usize) <= COMBINE
+        {
+            self.buf.resize(self.buf.len() + len as usize, 0);
         }
         Ok(())
     }
@@ -137,7 +173,10 @@ fn crate_options(
 }
 
 /// A sealed layout and the files to fill, in declaration order.
-type Sealed = (mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>);
+type Sealed = (
+    mkext4::Layout,
+    Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
+);
 
 /// Tries to seal at `size`: `Ok(None)` when the image is too small.
 fn try_seal(
@@ -285,14 +324,16 @@ pub fn write_image(
             .map_err(io_err)?;
     }
     let mut report_progress = |done: u64| progress(done, facts.file_bytes);
-    let sink = Sink {
+    let mut sink = Sink {
         file: tmp.as_file(),
         len: size,
+        buf: Vec::with_capacity(COMBINE),
+        buf_at: 0,
         written: 0,
         progress: &mut report_progress,
     };
     let mut w = layout
-        .writer(sink)
+        .writer(&mut sink)
         .map_err(|e| Ext4Error::Write(e.to_string()))?;
     for (h, id) in &files {
         if layout.extents(*h).is_empty() {
@@ -325,6 +366,8 @@ pub fn write_image(
         })?;
     }
     w.finish().map_err(|e| Ext4Error::Write(e.to_string()))?;
+    sink.flush().map_err(io_err)?;
+    drop(sink);
     let file = tmp.as_file();
     file.sync_all().map_err(io_err)?;
     let mut sb = [0u8; 1024];
