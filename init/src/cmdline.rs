@@ -109,7 +109,7 @@ pub fn parse_netmask(s: &str) -> Option<u8> {
     let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
     let ones = m.leading_ones();
     // Contiguous: after the leading ones, only zeros.
-    (m.checked_shl(ones).unwrap_or(0) == 0).then(|| ones as u8)
+    (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
 
 /// The kernel's default when the netmask field is empty: the address's class.
@@ -211,6 +211,8 @@ pub struct Config {
     pub shutdown: Option<ShutdownMode>,
     /// `rootsmith.cgroup=0` disables the cgroup2 mount.
     pub cgroup: bool,
+    /// The kernel's `quiet`: init prints only errors and milestones.
+    pub quiet: bool,
     /// Unknown or malformed values, for the log (key, why).
     pub warnings: Vec<String>,
 }
@@ -239,6 +241,7 @@ pub fn parse(line: &str) -> Config {
         let v = p.value.as_deref();
         match p.key.as_str() {
             "ip" => c.ip = Some(parse_ip(v.unwrap_or(""))),
+            "quiet" => c.quiet = true,
             "smolvm.network" => c.guest_network = v == Some("guest"),
             "rootsmith.hostname" | "smolvm.hostname" => match v {
                 Some(h) if valid_hostname(h) => c.hostname = Some(h.to_string()),
@@ -407,9 +410,8 @@ mod tests {
 
     #[test]
     fn shutdown_and_flags() {
-        let c = parse(
-            "rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1",
-        );
+        let c = parse("rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1 quiet");
+        assert!(c.quiet);
         assert_eq!(c.shutdown, Some(ShutdownMode::Halt));
         assert!(c.guest_network);
         assert!(!c.cgroup);

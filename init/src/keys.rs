@@ -214,7 +214,7 @@ mod tests {
 
         #[test]
         fn merge_is_idempotent(existing in "[a-z \\n#]{0,100}", k in "ssh-ed25519 [A-Za-z0-9]{1,20}") {
-            let once = merge_authorized(&existing, &[k.clone()]);
+            let once = merge_authorized(&existing, std::slice::from_ref(&k));
             prop_assert_eq!(merge_authorized(&once, &[k]), once);
         }
     }

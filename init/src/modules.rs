@@ -133,6 +133,8 @@ struct Index {
     /// name → path, from a directory walk (when there is no modules.dep).
     files: BTreeMap<String, PathBuf>,
     builtin: HashSet<String>,
+    /// `.modinfo` dependencies already read.
+    cache: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
 }
 
 fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>, depth: usize) {
@@ -176,6 +178,7 @@ impl Index {
             dep,
             files,
             builtin,
+            cache: Default::default(),
         }
     }
 
@@ -199,16 +202,23 @@ impl Index {
                 .map(|(_, deps)| deps.clone())
                 .unwrap_or_default();
         }
+        if let Some(d) = self.cache.borrow().get(name) {
+            return d.clone();
+        }
         let Some(p) = self.path(name) else {
             return Vec::new();
         };
-        match read_image(&p) {
+        let deps = match read_image(&p) {
             Ok(img) => modinfo_depends(&img),
             Err(e) => {
                 warn!("module {name}: read {}: {e}", p.display());
                 Vec::new()
             }
-        }
+        };
+        self.cache
+            .borrow_mut()
+            .insert(name.to_string(), deps.clone());
+        deps
     }
 }
 
@@ -285,6 +295,7 @@ pub fn load(wanted: &[String]) -> usize {
     if wanted.is_empty() {
         return 0;
     }
+    let t0 = sys::monotonic();
     let idx = Index::open(&sys::kernel_release());
     let mut order = load_order(wanted, &mut |m| idx.deps(m));
     if order.iter().any(|m| m == "virtio")
@@ -301,6 +312,7 @@ pub fn load(wanted: &[String]) -> usize {
         );
         order = with_pci;
     }
+    let t1 = sys::monotonic();
     let mut loaded = 0;
     for m in &order {
         if idx.builtin.contains(m) || Path::new("/sys/module").join(m).join("initstate").exists() {
@@ -318,7 +330,13 @@ pub fn load(wanted: &[String]) -> usize {
             Err(e) => warn!("module {m}: {e}"),
         }
     }
-    info!("modules: loaded {loaded} ({})", order.join(" "));
+    let t2 = sys::monotonic();
+    info!(
+        "modules: loaded {loaded} ({}) in {} ms ({} ms resolving)",
+        order.join(" "),
+        (t2 - t0).as_millis(),
+        (t1 - t0).as_millis()
+    );
     loaded
 }
 
@@ -377,6 +395,34 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
             vec!["virtio_ring", "virtio", "net_failover"]
         );
         assert!(modinfo_depends(b"\0depends=\0").is_empty());
+    }
+
+    #[cfg(feature = "compressed-modules")]
+    #[test]
+    fn decompresses_xz_and_zst() {
+        let img: Vec<u8> = b"\x7fELF fake module\0depends=virtio\0".repeat(50);
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &img[..], &mut xz).expect("xz compress");
+        let zst = ruzstd::encoding::compress_to_vec(
+            &img[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let p = |n: &str| Path::new("/lib/modules/x").join(n);
+        assert_eq!(decompress(&p("m.ko.xz"), xz).expect("xz"), img);
+        assert_eq!(decompress(&p("m.ko.zst"), zst).expect("zst"), img);
+        assert_eq!(decompress(&p("m.ko"), img.clone()).expect("plain"), img);
+        assert!(decompress(&p("m.ko.xz"), b"garbage".to_vec()).is_err());
+        assert_eq!(
+            modinfo_depends(
+                &decompress(&p("m.ko.xz"), {
+                    let mut v = Vec::new();
+                    lzma_rs::xz_compress(&mut &img[..], &mut v).expect("xz compress");
+                    v
+                })
+                .expect("xz")
+            ),
+            vec!["virtio"]
+        );
     }
 
     #[test]

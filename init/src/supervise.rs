@@ -20,13 +20,13 @@
 
 use crate::sys::{self, Exit};
 use crate::{info, warn};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+static FIRST_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A service definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,19 +164,12 @@ pub struct Supervisor {
 }
 
 fn spawn(argv: &[String]) -> std::io::Result<libc::pid_t> {
-    use std::os::unix::process::CommandExt;
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", PATH)
-        .env("HOME", "/root")
-        .env("TERM", "linux")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()?;
-    // The Child handle is dropped without waiting: PID 1's reaper collects every exit.
-    Ok(child.id() as libc::pid_t)
+    let env = [
+        format!("PATH={PATH}"),
+        "HOME=/root".to_string(),
+        "TERM=linux".to_string(),
+    ];
+    sys::spawn(argv, &env)
 }
 
 impl Supervisor {
@@ -197,10 +190,6 @@ impl Supervisor {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.svcs.len()
-    }
-
     fn launch(s: &mut Svc, now: Duration) {
         let pre = if s.starts == 0 {
             match s.state {
@@ -213,7 +202,7 @@ impl Supervisor {
         if let Some(cmd) = s.spec.prestart.get(pre) {
             match spawn(cmd) {
                 Ok(pid) => {
-                    info!("{}: running {}", s.spec.name, cmd.join(" "));
+                    info!("{}: running {:?}", s.spec.name, cmd);
                     s.state = State::Pre(pre, pid);
                     return;
                 }
@@ -227,6 +216,9 @@ impl Supervisor {
         s.started_at = now;
         match spawn(&s.spec.argv) {
             Ok(pid) => {
+                if !FIRST_STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    crate::log::milestone("first-service-started");
+                }
                 info!(
                     "{}: started (pid {pid}): {}",
                     s.spec.name,

@@ -15,27 +15,98 @@ use super::declare::declare;
 use super::plan::{self, Ext4Options, TreeFacts, BLOCK};
 use super::{Ext4Error, Report};
 
-/// Positioned writes into the temp file; zero regions are left as holes.
+/// Positioned writes into the temp file, combined while offsets are contiguous (the crate
+/// emits metadata block by block); zero regions are left as holes.
 struct Sink<'a> {
     file: &'a File,
     len: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
     written: u64,
     progress: &'a mut dyn FnMut(u64),
 }
 
+const COMBINE: usize = 4 << 20;
+
+impl Sink<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.buf_at)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+            (self.progress)(self.written);
+        }
+        Ok(())
+    }
+}
+
 impl RegionSink for Sink<'_> {
     fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(bytes, offset)?;
-        self.written += bytes.len() as u64;
-        (self.progress)(self.written);
+        if self.buf_at + self.buf.len() as u64 != offset || self.buf.len() + bytes.len() > COMBINE {
+            self.flush()?;
+            self.buf_at = offset;
+        }
+        if bytes.len() >= COMBINE {
+            self.file.write_all_at(bytes, offset)?;
+            self.written += bytes.len() as u64;
+            self.buf_at = offset + bytes.len() as u64;
+            (self.progress)(self.written);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
         Ok(())
     }
     fn zeros(&mut self, offset: u64, len: u64) -> io::Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(io::Error::other("zeros past the end of the image"));
         }
+        // Padding after a file's last partial block: keep the run contiguous rather than
+        // splitting the write (the file is pre-sized, so the bytes are zero either way).
+        let end = self.buf_at + self.buf.len() as u64;
+        if !self.buf.is_empty()
+            && offset == end
+            && len <= 64 * 1024
+            && self.buf.len() + (len as usize) <= COMBINE
+        {
+            self.buf.resize(self.buf.len() + len as usize, 0);
+        }
         Ok(())
     }
+}
+
+/// Keeps only the primary superblock of the metadata pass: enough to learn how many blocks
+/// a layout uses without writing anything.
+struct SuperblockProbe {
+    sb: [u8; 1024],
+}
+
+impl RegionSink for SuperblockProbe {
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let (start, end) = (offset, offset + bytes.len() as u64);
+        if start < 2048 && end > 1024 {
+            let from = start.max(1024);
+            let to = end.min(2048);
+            self.sb[(from - 1024) as usize..(to - 1024) as usize]
+                .copy_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(())
+    }
+    fn zeros(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Blocks a sealed layout uses (everything but free space), from its superblock.
+fn used_blocks(layout: &mkext4::Layout) -> Result<u64, Ext4Error> {
+    let mut probe = SuperblockProbe { sb: [0; 1024] };
+    drop(
+        layout
+            .writer(&mut probe)
+            .map_err(|e| Ext4Error::Write(e.to_string()))?,
+    );
+    let c = super::superblock::counts(&probe.sb)
+        .ok_or_else(|| Ext4Error::Write("the planned superblock has no ext4 magic".into()))?;
+    Ok(c.s_blocks_count - c.s_free_blocks_count)
 }
 
 /// Reads a file's bytes with its hole blocks skipped: what `fill` expects for a sparse file.
@@ -101,18 +172,18 @@ fn crate_options(
     o
 }
 
+/// A sealed layout and the files to fill, in declaration order.
+type Sealed = (
+    mkext4::Layout,
+    Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
+);
+
 /// Tries to seal at `size`: `Ok(None)` when the image is too small.
 fn try_seal(
     tree: &Tree,
     o: mkext4::Options,
     clamp: Option<Time>,
-) -> Result<
-    Option<(
-        mkext4::Layout,
-        Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
-    )>,
-    Ext4Error,
-> {
+) -> Result<Option<Sealed>, Ext4Error> {
     let d = match declare(tree, o, clamp) {
         Ok(d) => d,
         Err(Ext4Error::Full) => return Ok(None),
@@ -125,6 +196,11 @@ fn try_seal(
         Ok(l) => Ok(Some((l, d.files))),
         Err(mkext4::Error::Invalid(why))
             if why.contains("too small") || why.contains("image full") =>
+        {
+            Ok(None)
+        }
+        Err(mkext4::Error::Unsupported(why))
+            if why.contains("journal") || why.contains("too small") =>
         {
             Ok(None)
         }
@@ -185,9 +261,28 @@ pub fn write_image(
         }
         None => {
             let inodes = inodes_for(None);
-            let min = plan::estimate_min_size(&facts, inodes);
-            let headroom = (min * u64::from(opts.headroom_percent) / 100).max(4 << 20);
-            let mut size = (min + headroom).next_multiple_of(1 << 20);
+            // Seal once at the estimate to learn what the tree really uses, then size the
+            // image to that plus headroom.
+            let mut size = plan::estimate_min_size(&facts, inodes);
+            let mut attempt = 0;
+            let used = loop {
+                if let Some((l, _)) = try_seal(
+                    tree,
+                    crate_options(size, inodes, &facts, opts, epoch),
+                    clamp,
+                )? {
+                    break used_blocks(&l)? * BLOCK;
+                }
+                attempt += 1;
+                if attempt > 40 {
+                    return Err(Ext4Error::Seal(
+                        "could not find an image size that holds the tree".into(),
+                    ));
+                }
+                size = (size + size / 10).next_multiple_of(1 << 20);
+            };
+            let headroom = (used * u64::from(opts.headroom_percent) / 100).max(4 << 20);
+            let mut size = (used + headroom).next_multiple_of(1 << 20).max(16 << 20);
             let mut attempt = 0;
             loop {
                 if let Some((l, f)) = try_seal(
@@ -229,14 +324,16 @@ pub fn write_image(
             .map_err(io_err)?;
     }
     let mut report_progress = |done: u64| progress(done, facts.file_bytes);
-    let sink = Sink {
+    let mut sink = Sink {
         file: tmp.as_file(),
         len: size,
+        buf: Vec::with_capacity(COMBINE),
+        buf_at: 0,
         written: 0,
         progress: &mut report_progress,
     };
     let mut w = layout
-        .writer(sink)
+        .writer(&mut sink)
         .map_err(|e| Ext4Error::Write(e.to_string()))?;
     for (h, id) in &files {
         if layout.extents(*h).is_empty() {
@@ -269,6 +366,8 @@ pub fn write_image(
         })?;
     }
     w.finish().map_err(|e| Ext4Error::Write(e.to_string()))?;
+    sink.flush().map_err(io_err)?;
+    drop(sink);
     let file = tmp.as_file();
     file.sync_all().map_err(io_err)?;
     let mut sb = [0u8; 1024];

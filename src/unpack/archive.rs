@@ -48,9 +48,12 @@ pub enum EntryError {
     /// The tree refused the entry.
     #[error(transparent)]
     Tree(#[from] TreeError),
-    /// The entry's data could not be read (truncated or corrupt stream).
+    /// The entry's data could not be read (corrupt stream).
     #[error("reading its data: {0}")]
     Data(io::Error),
+    /// The stream ends inside the entry's data.
+    #[error("truncated archive: {0}")]
+    Truncated(io::Error),
 }
 
 /// Why an archive could not be applied.
@@ -213,16 +216,19 @@ fn apply_entry<R: Read>(
         }
     }
     let raw_path = entry.path_bytes().into_owned();
-    let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
+    let names = normalize(&raw_path).ok_or(EntryError::Traversal)?;
     let meta = entry_meta(entry.header(), &pax, opts)?;
     let parent_meta = Meta::new(0o755, meta.mtime);
     let kind = match etype {
         T::Regular | T::Continuous | T::GNUSparse => {
             let size = entry.size();
-            let content = tree
-                .store_mut()
-                .ingest(entry, size)
-                .map_err(EntryError::Data)?;
+            let content = tree.store_mut().ingest(entry, size).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    EntryError::Truncated(e)
+                } else {
+                    EntryError::Data(e)
+                }
+            })?;
             Kind::File(content)
         }
         T::Directory => Kind::empty_dir(),
@@ -273,7 +279,7 @@ fn apply_entry<R: Read>(
 
 fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), EntryError> {
     let outside = || EntryError::LinkTarget(PathBytes(target.to_vec()));
-    let tnames = normalize(target).map_err(|()| outside())?;
+    let tnames = normalize(target).ok_or_else(outside)?;
     let tpath = crate::tree::path::join(&tnames);
     let target_id = tree
         .resolve(&tpath, Follow::Strict, false)
