@@ -89,7 +89,7 @@ pub fn extract(
             entry: PathBytes(raw.clone()),
             why,
         };
-        let names = normalize(&raw).map_err(|()| err("path climbs out of the root".into()))?;
+        let names = normalize(&raw).ok_or_else(|| err("path climbs out of the root".into()))?;
         if names.is_empty() {
             continue;
         }
@@ -146,7 +146,7 @@ pub fn extract(
                     .ok_or_else(|| err("hard link without a target".into()))?
                     .into_owned();
                 let tn = normalize(&t)
-                    .map_err(|()| err("hard link target climbs out of the root".into()))?;
+                    .ok_or_else(|| err("hard link target climbs out of the root".into()))?;
                 let target = tree
                     .resolve(&crate::tree::path::join(&tn), Follow::Scoped, false)
                     .map_err(|x| err(x.to_string()))?;

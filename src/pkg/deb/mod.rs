@@ -4,8 +4,8 @@
 //! extraction ([`install`]), the dpkg database ([`dpkg_db`]) and declarative
 //! maintainer-script effects ([`effects`]). [`run`] ties them together.
 
-pub mod control;
 pub mod archive;
+pub mod control;
 pub mod dpkg_db;
 pub mod effects;
 pub mod install;
