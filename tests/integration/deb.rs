@@ -621,3 +621,45 @@ fn deb_full_bookworm_and_ubuntu_noble_bases_use_their_own_sources_and_keys() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deb_keyrings_verify_every_signature_and_keep_ubuntu_user_ids() {
+    use rootsmith::pkg::deb::keyring::Keyring;
+    let Some(_) = fixture() else { return };
+    let out = target_dir().join("fixtures/apt-repo");
+    let mut k = Keyring::default();
+    for name in ["key.gpg", "key.asc"] {
+        let mut one = Keyring::default();
+        one.add_bytes(name, &std::fs::read(out.join(name)).unwrap())
+            .unwrap();
+        let text = std::fs::read_to_string(out.join("repo/dists/bookworm/InRelease")).unwrap();
+        // Both the RSA subkey and the Ed25519 primary signatures verify.
+        assert_eq!(
+            one.count_valid("InRelease", &text).unwrap(),
+            (2, 2),
+            "{name}"
+        );
+        let tampered = text.replacen("Packages.xz", "Packages.xy", 1);
+        assert_eq!(one.count_valid("InRelease", &tampered).unwrap().0, 0);
+        k = one;
+    }
+    // Release + Release.gpg (detached, both signatures).
+    let body = std::fs::read(out.join("repo/dists/bookworm/Release")).unwrap();
+    let sig = std::fs::read(out.join("repo/dists/bookworm/Release.gpg")).unwrap();
+    k.verify_detached("Release", &body, &sig).unwrap();
+    let mut bad = body.clone();
+    bad[10] ^= 1;
+    assert!(k.verify_detached("Release", &bad, &sig).is_err());
+    // Ubuntu's keyring has GnuPG trust packets; user ids must survive grouping.
+    let mut tree = rootsmith::tree::Tree::new();
+    let f =
+        std::fs::File::open(format!("{FIXTURES}/base/ubuntu-noble-amd64.rootfs.tar.gz")).unwrap();
+    rootsmith::unpack::apply_tar(&mut tree, f, &Default::default()).unwrap();
+    let mut u = Keyring::default();
+    let bytes = tree
+        .read_file(b"/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+        .unwrap();
+    let n = u.add_bytes("ubuntu-archive-keyring.gpg", &bytes).unwrap();
+    assert!(n >= 2);
+    assert_eq!(u.with_user_ids(), n, "user ids lost to trust packets");
+}

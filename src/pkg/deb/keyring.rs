@@ -189,6 +189,31 @@ impl Keyring {
         })
     }
 
+    /// How many of a clearsigned file's signatures verify with this keyring, of how many.
+    pub fn count_valid(&self, name: &str, text: &str) -> Result<(usize, usize), KeyError> {
+        let (msg, _) =
+            CleartextSignedMessage::from_string(text).map_err(|e| KeyError::BadSigned {
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
+        let signed = msg.signed_text();
+        let ok = msg
+            .signatures()
+            .iter()
+            .filter(|s| self.accepts(s, signed.as_bytes()))
+            .count();
+        Ok((ok, msg.signatures().len()))
+    }
+
+    /// Certificates that still carry at least one user id (keyrings with GnuPG trust
+    /// packets lose them when the packets are not filtered).
+    pub fn with_user_ids(&self) -> usize {
+        self.certs
+            .iter()
+            .filter(|c| !c.details.users.is_empty())
+            .count()
+    }
+
     /// Verifies a detached `Release.gpg` over `data`.
     pub fn verify_detached(&self, name: &str, data: &[u8], sig: &[u8]) -> Result<(), KeyError> {
         let bad = |why: String| KeyError::BadSigned {
