@@ -50,6 +50,25 @@ pub enum KeyError {
 pub struct Keyring {
     /// The certificates.
     pub certs: Vec<SignedPublicKey>,
+    /// Now, seconds since the epoch: keys whose binding says they expired before it are
+    /// not used (0: no expiry check).
+    pub now: i64,
+}
+
+/// True when a key created at `created` with self-signatures `sigs` has expired by `now`
+/// (the newest signature carrying a key expiration decides).
+fn expired(created: u32, sigs: &[Signature], now: i64) -> bool {
+    if now == 0 {
+        return false;
+    }
+    let newest = sigs
+        .iter()
+        .filter(|s| s.key_expiration_time().is_some())
+        .max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or(0));
+    match newest.and_then(|s| s.key_expiration_time()) {
+        Some(d) if d.as_secs() > 0 => i64::from(created) + i64::from(d.as_secs()) < now,
+        _ => false,
+    }
 }
 
 impl Keyring {
@@ -124,11 +143,13 @@ impl Keyring {
                 })
                 .cloned()
                 .collect(),
+            now: self.now,
         }
     }
 
     /// Merges another keyring into this one.
     pub fn extend(&mut self, other: Keyring) {
+        self.now = self.now.max(other.now);
         self.certs.extend(other.certs);
     }
 
@@ -147,6 +168,19 @@ impl Keyring {
                 || ids.iter().any(|i| **i == k.legacy_key_id())
         };
         for cert in &self.certs {
+            if !cert.details.revocation_signatures.is_empty() {
+                continue;
+            }
+            let self_sigs: Vec<Signature> = cert
+                .details
+                .users
+                .iter()
+                .flat_map(|u| u.signatures.iter().cloned())
+                .chain(cert.details.direct_signatures.iter().cloned())
+                .collect();
+            if expired(cert.primary_key.created_at().as_secs(), &self_sigs, self.now) {
+                continue;
+            }
             if matches(&cert.primary_key) && sig.verify(&cert.primary_key, data).is_ok() {
                 return true;
             }
@@ -154,6 +188,7 @@ impl Keyring {
                 if matches(&sub.key)
                     && sub.verify_bindings(&cert.primary_key).is_ok()
                     && sub.signatures.iter().any(|b| b.key_flags().sign())
+                    && !expired(sub.key.created_at().as_secs(), &sub.signatures, self.now)
                     && sig.verify(&sub.key, data).is_ok()
                 {
                     return true;

@@ -154,6 +154,7 @@ pub fn repositories(tree: &Tree, opts: &DebOptions) -> Result<Vec<Repository>, S
     let mut out = Vec::new();
     for (s, mut k) in list {
         k.extend(extra.clone());
+        k.now = opts.now;
         for uri in &s.uris {
             let uri = match &opts.mirror {
                 Some(m) => apt_sources::with_mirror(uri, m),
