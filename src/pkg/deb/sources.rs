@@ -175,3 +175,64 @@ pub fn repositories(tree: &Tree, opts: &DebOptions) -> Result<Vec<Repository>, S
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Meta, Time};
+
+    fn tree() -> Tree {
+        let mut t = Tree::new();
+        let m = Meta::new(0o644, Time::default());
+        t.write_file(
+            b"/etc/apt/sources.list.d/debian.sources",
+            b"Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n",
+            m.clone(),
+        )
+        .unwrap();
+        t.write_file(b"/etc/apt/sources.list", b"# empty\n", m)
+            .unwrap();
+        t
+    }
+
+    #[test]
+    fn image_sources_mirror_and_overrides() {
+        let t = tree();
+        let opts = DebOptions {
+            mirror: Some("http://127.0.0.1:9".into()),
+            ..DebOptions::default()
+        };
+        let r = repositories(&t, &opts).unwrap();
+        let got: Vec<String> = r.iter().map(|r| format!("{} {}", r.uri, r.suite)).collect();
+        assert_eq!(
+            got,
+            [
+                "http://127.0.0.1:9/debian bookworm",
+                "http://127.0.0.1:9/debian bookworm-updates",
+                "http://127.0.0.1:9/debian-security bookworm-security"
+            ]
+        );
+        let over = DebOptions {
+            extra_sources: vec!["deb http://127.0.0.1:9/x stable main".into()],
+            ..DebOptions::default()
+        };
+        assert_eq!(repositories(&t, &over).unwrap().len(), 1);
+        let keep = DebOptions {
+            keep_image_sources: true,
+            ..over
+        };
+        assert_eq!(repositories(&t, &keep).unwrap().len(), 4);
+        let missing = DebOptions {
+            extra_sources: vec!["deb [signed-by=/nonexistent.gpg] http://x/ s main".into()],
+            ..DebOptions::default()
+        };
+        assert!(matches!(
+            repositories(&t, &missing),
+            Err(SourcesError::MissingKeyring(_))
+        ));
+        assert!(matches!(
+            repositories(&Tree::new(), &DebOptions::default()),
+            Err(SourcesError::None)
+        ));
+    }
+}
