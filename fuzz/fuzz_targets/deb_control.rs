@@ -8,7 +8,9 @@ use rootsmith::etc::apt_sources;
 use rootsmith::pkg::deb::{control, packages, relation, release, version};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(paras) = control::parse(text) {
         for p in paras {
             let _ = p.to_text();

@@ -12,6 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(deb) = archive::read(data) else { return };
     let mut tree = Tree::new();
     let m = Meta::new(0o777, Time::default());
-    let _ = tree.insert(b"/bin", Inode::new(Kind::Symlink(b"usr/bin".to_vec()), m.clone()), &m, Follow::Scoped);
-    let _ = install::extract(&mut tree, deb.data, &install::Owners::default());
+    let _ = tree.insert(
+        b"/bin",
+        Inode::new(Kind::Symlink(b"usr/bin".to_vec()), m.clone()),
+        &m,
+        Follow::Scoped,
+    );
+    let _ = install::extract(&mut tree, deb.data, &install::Owners::default(), &[]);
 });

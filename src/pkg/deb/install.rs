@@ -67,13 +67,30 @@ impl Owners {
     }
 }
 
-/// Extracts the (compressed) data archive into `tree`; returns the paths for the dpkg
-/// `.list` file (`/.` first, tar order) and the bytes stored.
+/// What one extraction did.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// Paths for the dpkg `.list` file (`/.` first, tar order).
+    pub list: Vec<String>,
+    /// File bytes stored.
+    pub bytes: u64,
+    /// `(conffile, md5 of the package's version)`.
+    pub conffiles: Vec<(String, String)>,
+    /// Conffiles that already existed with other contents: kept, and the package's
+    /// version written beside them as `<path>.dpkg-dist` (what dpkg does for a locally
+    /// changed conffile).
+    pub kept: Vec<String>,
+}
+
+/// Extracts the (compressed) data archive into `tree`. `conffiles` are the package's
+/// conffile paths.
 pub fn extract(
     tree: &mut Tree,
     data: &[u8],
     owners: &Owners,
-) -> Result<(Vec<String>, u64), InstallError> {
+    conffiles: &[String],
+) -> Result<Extracted, InstallError> {
+    let mut out = Extracted::default();
     let (_, reader) =
         crate::unpack::decompress(data).map_err(|e| InstallError::Stream(e.to_string()))?;
     let mut ar = tar::Archive::new(reader);
@@ -132,6 +149,31 @@ pub fn extract(
                     .ingest(&mut e, size)
                     .map_err(|x| err(x.to_string()))?;
                 bytes += size;
+                let p = String::from_utf8_lossy(&path).into_owned();
+                if conffiles.contains(&p) {
+                    let new = tree.store().read_all(&c).map_err(|x| err(x.to_string()))?;
+                    out.conffiles
+                        .push((p.clone(), super::dpkg_db::md5_hex(&new)));
+                    let old = tree
+                        .lookup(&path)
+                        .and_then(|id| match &tree.inode(id).kind {
+                            Kind::File(oc) => tree.store().read_all(oc).ok(),
+                            _ => None,
+                        });
+                    if old.is_some_and(|o| o != new) {
+                        let dist = format!("{p}.dpkg-dist");
+                        tree.insert(
+                            dist.as_bytes(),
+                            Inode::new(Kind::File(c), meta),
+                            &parent_meta,
+                            Follow::Scoped,
+                        )
+                        .map_err(tree_err)?;
+                        out.kept.push(p.clone());
+                        list.push(p);
+                        continue;
+                    }
+                }
                 Kind::File(c)
             }
             T::Symlink => {
@@ -187,7 +229,9 @@ pub fn extract(
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| InstallError::Stream(e.to_string()))?;
     let _ = rest.read(&mut [0u8; 0]);
-    Ok((list, bytes))
+    out.list = list;
+    out.bytes = bytes;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -242,7 +286,9 @@ mod tests {
             ("./lib/", tar::EntryType::Directory, ""),
             ("./usr/bin/other", tar::EntryType::Symlink, "tool"),
         ]);
-        let (list, _) = extract(&mut t, &data, &Owners::default()).unwrap();
+        let list = extract(&mut t, &data, &Owners::default(), &[])
+            .unwrap()
+            .list;
         assert!(matches!(
             t.inode(t.lookup_nofollow(b"/bin").unwrap()).kind,
             Kind::Symlink(_)
@@ -250,6 +296,28 @@ mod tests {
         assert_eq!(t.read_file(b"/usr/bin/tool").unwrap(), b"x");
         assert_eq!(t.read_file(b"/usr/bin/other").unwrap(), b"x");
         assert_eq!(list, ["/.", "/bin", "/bin/tool", "/lib", "/usr/bin/other"]);
+    }
+
+    #[test]
+    fn a_changed_conffile_is_kept_and_the_new_one_goes_beside_it() {
+        let mut t = Tree::new();
+        t.write_file(
+            b"/etc/app.conf",
+            b"local",
+            Meta::new(0o644, Time::default()),
+        )
+        .unwrap();
+        let data = tar_of(&[
+            ("./etc/app.conf", tar::EntryType::Regular, "dist"),
+            ("./etc/other.conf", tar::EntryType::Regular, "o"),
+        ]);
+        let confs = ["/etc/app.conf".to_string(), "/etc/other.conf".to_string()];
+        let x = extract(&mut t, &data, &Owners::default(), &confs).unwrap();
+        assert_eq!(t.read_file(b"/etc/app.conf").unwrap(), b"local");
+        assert_eq!(t.read_file(b"/etc/app.conf.dpkg-dist").unwrap(), b"dist");
+        assert_eq!(x.kept, ["/etc/app.conf"]);
+        assert_eq!(x.conffiles[0].1, super::super::dpkg_db::md5_hex(b"dist"));
+        assert_eq!(t.read_file(b"/etc/other.conf").unwrap(), b"o");
     }
 
     #[test]
@@ -263,6 +331,6 @@ mod tests {
         h.as_mut_bytes().copy_from_slice(&raw[..512]);
         h.set_cksum();
         raw[..512].copy_from_slice(h.as_bytes());
-        assert!(extract(&mut t, &raw, &Owners::default()).is_err());
+        assert!(extract(&mut t, &raw, &Owners::default(), &[]).is_err());
     }
 }

@@ -178,7 +178,11 @@ impl Keyring {
                 .flat_map(|u| u.signatures.iter().cloned())
                 .chain(cert.details.direct_signatures.iter().cloned())
                 .collect();
-            if expired(cert.primary_key.created_at().as_secs(), &self_sigs, self.now) {
+            if expired(
+                cert.primary_key.created_at().as_secs(),
+                &self_sigs,
+                self.now,
+            ) {
                 continue;
             }
             if matches(&cert.primary_key) && sig.verify(&cert.primary_key, data).is_ok() {

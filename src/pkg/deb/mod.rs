@@ -169,12 +169,20 @@ pub fn run(
             package: p.name.clone(),
             source,
         })?;
-        let (list, _) =
-            install::extract(tree, d.data, &owners).map_err(|source| DebError::Install {
+        let conffiles = conffiles_of(&d);
+        let x = install::extract(tree, d.data, &owners, &conffiles).map_err(|source| {
+            DebError::Install {
                 package: p.name.clone(),
                 source,
-            })?;
-        status_text = record(tree, &status_text, p, &d, &list, time)?;
+            }
+        })?;
+        for k in &x.kept {
+            report.warnings.push(format!(
+                "{}: kept the base's changed {k}; the package's version is {k}.dpkg-dist",
+                p.name
+            ));
+        }
+        status_text = record(tree, &status_text, p, &d, &x, &conffiles, time)?;
         report.packages.push(Installed1 {
             name: p.name.clone(),
             version: p.version.to_string(),
@@ -285,25 +293,9 @@ fn download(
     Ok(out)
 }
 
-/// Writes the dpkg info files for one package and returns the new status text.
-fn record(
-    tree: &mut Tree,
-    status: &str,
-    p: &packages::Package,
-    d: &archive::Deb<'_>,
-    list: &[String],
-    time: Time,
-) -> Result<String, DebError> {
-    let control_text = String::from_utf8_lossy(&d.control["control"].1).into_owned();
-    let control = control::parse(&control_text)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .ok_or_else(|| DebError::Deb {
-            package: p.name.clone(),
-            source: archive::DebError::Control("the control file is empty or malformed".into()),
-        })?;
-    let conffiles: Vec<String> = d
-        .control
+/// The conffile paths a package declares (`remove-on-upgrade` entries are not files).
+fn conffiles_of(d: &archive::Deb<'_>) -> Vec<String> {
+    d.control
         .get("conffiles")
         .map(|(_, b)| {
             String::from_utf8_lossy(b)
@@ -312,13 +304,29 @@ fn record(
                 .filter(|l| !l.is_empty() && !l.starts_with("remove-on-upgrade"))
                 .collect()
         })
-        .unwrap_or_default();
-    let mut conf_sums = Vec::new();
-    for c in &conffiles {
-        if let Ok(b) = tree.read_file(c.as_bytes()) {
-            conf_sums.push((c.clone(), dpkg_db::md5_hex(&b)));
-        }
-    }
+        .unwrap_or_default()
+}
+
+/// Writes the dpkg info files for one package and returns the new status text.
+fn record(
+    tree: &mut Tree,
+    status: &str,
+    p: &packages::Package,
+    d: &archive::Deb<'_>,
+    x: &install::Extracted,
+    conffiles: &[String],
+    time: Time,
+) -> Result<String, DebError> {
+    let list = &x.list;
+    let control_text = String::from_utf8_lossy(&d.control["control"].1).into_owned();
+    let control = control::parse(&control_text)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .ok_or_else(|| DebError::Deb {
+            package: p.name.clone(),
+            source: archive::DebError::Control("the control file is empty or malformed".into()),
+        })?;
+    let conf_sums = &x.conffiles;
     let md5sums = match d.control.get("md5sums") {
         Some((_, b)) => b.clone(),
         None => {
@@ -366,6 +374,6 @@ fn record(
         }
     }
     dpkg_db::write_info(tree, &p.dpkg_name(), &files, time)?;
-    let stanza = dpkg_db::status_stanza(&control, &conf_sums);
+    let stanza = dpkg_db::status_stanza(&control, conf_sums);
     dpkg_db::upsert(status, &stanza).map_err(|e| DebError::Status(e.to_string()))
 }

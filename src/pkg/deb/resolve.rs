@@ -597,6 +597,30 @@ mod tests {
     }
 
     #[test]
+    fn recommends_only_when_asked_and_never_fatal() {
+        let a = avail("Package: s\nVersion: 1\nArchitecture: all\nRecommends: r, missing\n\nPackage: r\nVersion: 1\nArchitecture: all\n");
+        let without = resolve(&a, &Installed::default(), "amd64", &["s".into()], false).unwrap();
+        assert_eq!(names(&a, &without), ["s"]);
+        let with = resolve(&a, &Installed::default(), "amd64", &["s".into()], true).unwrap();
+        assert_eq!(names(&a, &with), ["r", "s"]);
+    }
+
+    #[test]
+    fn versioned_provides_and_base_upgrades() {
+        let a = avail("Package: app\nVersion: 1\nArchitecture: all\nDepends: virt (>= 2), lib (>= 2)\n\nPackage: impl\nVersion: 5\nArchitecture: all\nProvides: virt (= 2)\n\nPackage: old-impl\nVersion: 9\nArchitecture: all\nProvides: virt\n\nPackage: lib\nVersion: 2\nArchitecture: amd64\n");
+        let inst = Installed::new(
+            parse_all(
+                "status",
+                "Package: lib\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n",
+            )
+            .unwrap(),
+        );
+        let p = resolve(&a, &inst, "amd64", &["app".into()], false).unwrap();
+        assert_eq!(names(&a, &p), ["impl", "lib", "app"]);
+        assert_eq!(p.upgrades, ["lib"]);
+    }
+
+    #[test]
     fn lock_round_trip() {
         let a = avail("Package: x\nVersion: 1\nArchitecture: all\nSHA256: 672aab86b8f9ca3653a0292d0df6af8e974e4ec1f991fa29cf69f33e451c76a4\n");
         let p = resolve(&a, &Installed::default(), "amd64", &["x".into()], false).unwrap();
