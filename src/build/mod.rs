@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cache::Cache;
 use crate::ext4::{self, Ext4Options};
 use crate::fetch::Fetcher;
-use crate::pkg::deb::{self, DebOptions, DebReport};
+use crate::pkg::deb::{self, DebOptions, DebReport, Progress};
 use crate::tree::Tree;
 use crate::unpack::{self, UnpackOptions};
 
@@ -115,20 +115,26 @@ pub fn install_packages(
     plan: &Plan,
     cache: &Cache,
     fetcher: &Fetcher,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Option<DebReport>, BuildError> {
     if plan.deb.packages.is_empty() && plan.deb.lock.is_none() {
         return Ok(None);
     }
     if tree.lookup(b"/var/lib/dpkg/status").is_some() {
-        return Ok(Some(deb::run(tree, &plan.deb, cache, fetcher)?));
+        return Ok(Some(deb::run(tree, &plan.deb, cache, fetcher, progress)?));
     }
     Err(BuildError::UnknownDistro)
 }
 
 /// Runs the whole build.
-pub fn run(plan: &Plan, cache: &Cache, fetcher: &Fetcher) -> Result<Report, BuildError> {
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Report, BuildError> {
     let mut tree = load_base(&plan.base)?;
-    let deb = install_packages(&mut tree, plan, cache, fetcher)?;
+    let deb = install_packages(&mut tree, plan, cache, fetcher, progress)?;
     let created = !plan.out_dir.exists();
     std::fs::create_dir_all(&plan.out_dir).map_err(|e| BuildError::Output {
         path: plan.out_dir.display().to_string(),

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::build::{self, Base, Plan};
 use crate::cache::Cache;
 use crate::fetch::Fetcher;
-use crate::pkg::deb::DebOptions;
+use crate::pkg::deb::{DebOptions, Progress};
 
 /// Flags for Debian/Ubuntu bases.
 #[derive(Debug, Args)]
@@ -109,7 +109,28 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         epoch,
     };
-    let report = build::run(&plan, &Cache::new(cache_dir), &Fetcher::default())?;
+    let bar = super::progress::bytes_bar(0, "fetching", args.quiet || args.json);
+    let progress = |p: Progress<'_>| match p {
+        Progress::Downloading { done, total } => {
+            bar.set_length(total);
+            bar.set_position(done.min(total));
+        }
+        Progress::Installing {
+            package,
+            done,
+            total,
+        } => {
+            bar.set_message(format!("installing {package} ({}/{total})", done + 1));
+        }
+    };
+    let result = build::run(
+        &plan,
+        &Cache::new(cache_dir),
+        &Fetcher::default(),
+        &progress,
+    );
+    bar.finish_and_clear();
+    let report = result?;
     if let (Some(p), None, Some(d)) = (&args.deb.lock, &lock, &report.deb) {
         std::fs::write(p, &d.lock)
             .with_context(|| format!("cannot write lock file {}", p.display()))?;

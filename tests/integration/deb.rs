@@ -216,6 +216,12 @@ fn build_fixture() -> Option<Fixture> {
         .arg(&tmp)
         .status()
         .expect("gpg");
+    // Stop the agent that gpg started for the signing home.
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(out.join("signing-gnupg"))
+        .args(["--kill", "gpg-agent"])
+        .status();
     assert!(st.success(), "gpg could not sign the expired InRelease");
     mirror_replacing(
         &repo,

@@ -126,12 +126,37 @@ pub struct DebReport {
     pub timings: [f64; 4],
 }
 
+/// Progress reported while installing (for a progress bar or `--json` events).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// `.deb` bytes fetched or found in the cache so far, of all planned.
+    Downloading {
+        /// Bytes done.
+        done: u64,
+        /// Bytes planned.
+        total: u64,
+    },
+    /// A package is being extracted.
+    Installing {
+        /// Its name.
+        package: &'a str,
+        /// Packages done before it.
+        done: usize,
+        /// Packages planned.
+        total: usize,
+    },
+}
+
+/// A progress callback that ignores everything.
+pub fn no_progress(_: Progress<'_>) {}
+
 /// Installs the requested packages into `tree`.
 pub fn run(
     tree: &mut Tree,
     opts: &DebOptions,
     cache: &Cache,
     fetcher: &Fetcher,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<DebReport, DebError> {
     let t0 = Instant::now();
     let status_text = match tree.read_file(b"/var/lib/dpkg/status") {
@@ -151,7 +176,7 @@ pub fn run(
         None => resolve::resolve(&avail, &installed, &arch, &opts.packages, opts.recommends)?,
     };
     let t2 = Instant::now();
-    let debs = download(&avail, &plan, cache, fetcher, &mut downloaded)?;
+    let debs = download(&avail, &plan, cache, fetcher, &mut downloaded, progress)?;
     let t3 = Instant::now();
     let mut report = DebReport {
         lock: resolve::lock_text(&avail, &plan),
@@ -163,8 +188,13 @@ pub fn run(
     let owners = install::Owners::from_tree(tree);
     let mut status_text = status_text;
     let mut unknown_scripts = Vec::new();
-    for (&i, bytes) in plan.order.iter().zip(&debs) {
+    for (k, (&i, bytes)) in plan.order.iter().zip(&debs).enumerate() {
         let p = &avail[i].pkg;
+        progress(Progress::Installing {
+            package: &p.name,
+            done: k,
+            total: plan.order.len(),
+        });
         let d = archive::read(bytes).map_err(|source| DebError::Deb {
             package: p.name.clone(),
             source,
@@ -247,6 +277,7 @@ fn download(
     cache: &Cache,
     fetcher: &Fetcher,
     downloaded: &mut u64,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Vec<Vec<u8>>, DebError> {
     let jobs: Vec<(usize, String, Digest, u64)> = plan
         .order
@@ -265,6 +296,9 @@ fn download(
     let results: std::sync::Mutex<Vec<Slot>> =
         std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let bytes_done = std::sync::atomic::AtomicU64::new(0);
+    let total: u64 = jobs.iter().map(|j| j.3).sum();
+    progress(Progress::Downloading { done: 0, total });
     std::thread::scope(|s| {
         for _ in 0..jobs.len().clamp(1, 4) {
             s.spawn(|| loop {
@@ -280,6 +314,8 @@ fn download(
                         (b, n)
                     }),
                 };
+                let done = bytes_done.fetch_add(*size, std::sync::atomic::Ordering::Relaxed) + size;
+                progress(Progress::Downloading { done, total });
                 results.lock().expect("no panics while holding the lock")[k] = Some(r);
             });
         }
