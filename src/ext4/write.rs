@@ -208,6 +208,12 @@ fn try_seal(
     }
 }
 
+/// The prefix of this process's temp images (`.rootsmith-<pid>-`), so an interrupted run
+/// can remove its own and only its own.
+pub fn temp_prefix() -> String {
+    format!(".rootsmith-{}-", std::process::id())
+}
+
 /// Writes `tree` as an ext4 image at `out`. `progress(done, total)` is called as bytes are
 /// written.
 pub fn write_image(
@@ -312,7 +318,7 @@ pub fn write_image(
         source,
     };
     let tmp = tempfile::Builder::new()
-        .prefix(".rootsmith-")
+        .prefix(&temp_prefix())
         .suffix(".ext4.part")
         .tempfile_in(&dir)
         .map_err(io_err)?;
