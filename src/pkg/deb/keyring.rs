@@ -36,7 +36,7 @@ pub enum KeyError {
         why: String,
     },
     /// No signature made by a trusted key verified.
-    #[error("{name}: no valid signature by a trusted key ({detail}); the repository is not signed by a key the image trusts — add its key with --apt-source \"deb [signed-by=KEYRING] ...\"")]
+    #[error("{name}: no valid signature by a trusted key ({detail}); the repository is not signed by a key the image trusts — trust its key with --apt-key KEYRING or --apt-source \"deb [signed-by=KEYRING] ...\"")]
     Untrusted {
         /// The file.
         name: String,
