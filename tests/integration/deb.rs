@@ -229,6 +229,11 @@ fn build_fixture() -> Option<Fixture> {
         Path::new("dists/bookworm/InRelease"),
         &std::fs::read(&signed).unwrap(),
     );
+    // Release + Release.gpg only (no InRelease), as older or simpler archives serve.
+    for f in ["Release", "Release.gpg", "main"] {
+        link(&suite.join(f), &format!("detached/dists/bookworm/{f}"));
+    }
+    link(&repo.join("pool"), "detached/pool");
     let port = serve(root.clone());
     Some(Fixture {
         key: out.join("key.gpg"),
@@ -669,4 +674,34 @@ fn deb_keyrings_verify_every_signature_and_keep_ubuntu_user_ids() {
     let n = u.add_bytes("ubuntu-archive-keyring.gpg", &bytes).unwrap();
     assert!(n >= 2);
     assert_eq!(u.with_user_ids(), n, "user ids lost to trust packets");
+}
+
+#[test]
+fn deb_release_with_a_detached_signature_is_accepted_when_there_is_no_inrelease() {
+    let Some(f) = fixture() else { return };
+    let dir = tempdir("detached");
+    let out = dir.join("out");
+    let src = format!(
+        "deb [signed-by={}] {} bookworm main",
+        f.key.display(),
+        f.url("/detached")
+    );
+    let r = rootsmith(&[
+        "build",
+        "--base",
+        &base("debian-bookworm-slim-amd64.rootfs.tar.xz"),
+        "--package",
+        "libkeyutils1",
+        "--apt-source",
+        &src,
+        "--cache-dir",
+        &dir.join("cache").display().to_string(),
+        "--json",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(packages_of(&r.stdout).len(), 1);
+    assert!(out.join("rootfs.ext4").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
