@@ -15,6 +15,9 @@ use super::pax::PaxFields;
 pub struct UnpackOptions {
     /// Map every entry to this owner (`--owner 0:0`).
     pub owner: Option<(u32, u32)>,
+    /// Apply OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) against what lower layers put in
+    /// the tree, instead of storing them as files (see [`super::whiteout`]).
+    pub whiteouts: bool,
 }
 
 /// What was applied.
@@ -127,18 +130,20 @@ pub fn apply_plain_tar(
     };
     let mut stats = UnpackStats::default();
     let mut last = PathBytes(Vec::new());
+    let mut layer = opts.whiteouts.then(super::whiteout::LayerState::default);
     {
         let mut archive = ::tar::Archive::new(&mut tracked);
-        let stream_err = |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
-            what,
-            entries: stats.entries,
-            last: if last.0.is_empty() {
-                String::new()
-            } else {
-                format!(", last: {last}")
-            },
-            source,
-        };
+        let stream_err =
+            |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
+                what,
+                entries: stats.entries,
+                last: if last.0.is_empty() {
+                    String::new()
+                } else {
+                    format!(", last: {last}")
+                },
+                source,
+            };
         let entries = archive
             .entries()
             .map_err(|e| stream_err("not a tar archive", &stats, &last, e))?;
@@ -146,7 +151,7 @@ pub fn apply_plain_tar(
             let mut entry =
                 entry.map_err(|e| stream_err("corrupt or truncated archive", &stats, &last, e))?;
             let path = PathBytes(entry.path_bytes().into_owned());
-            let stored = apply_entry(tree, &mut entry, opts).map_err(|source| {
+            let stored = apply_entry(tree, &mut entry, opts, layer.as_mut()).map_err(|source| {
                 // A read error inside an entry is a broken stream more often than a bad entry;
                 // either way the entry is named.
                 UnpackError::Entry {
@@ -191,14 +196,21 @@ fn apply_entry<R: Read>(
     tree: &mut Tree,
     entry: &mut ::tar::Entry<'_, R>,
     opts: &UnpackOptions,
+    layer: Option<&mut super::whiteout::LayerState>,
 ) -> Result<u64, EntryError> {
     use ::tar::EntryType as T;
     let etype = entry.header().entry_type();
-    if matches!(etype, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
+    if matches!(
+        etype,
+        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+    ) {
         return Ok(0);
     }
     let mut pax = PaxFields::default();
-    if let Some(exts) = entry.pax_extensions().map_err(|e| header_err("PAX header", e))? {
+    if let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| header_err("PAX header", e))?
+    {
         for ext in exts {
             let ext = ext.map_err(|e| header_err("PAX header", e))?;
             pax.apply(ext.key_bytes(), ext.value_bytes())
@@ -207,6 +219,15 @@ fn apply_entry<R: Read>(
     }
     let raw_path = entry.path_bytes().into_owned();
     let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
+    if let Some(state) = &layer {
+        if names
+            .last()
+            .is_some_and(|n| n.starts_with(super::whiteout::PREFIX))
+        {
+            super::whiteout::apply(tree, state, &names)?;
+            return Ok(0);
+        }
+    }
     let meta = entry_meta(entry.header(), &pax, opts)?;
     let parent_meta = Meta::new(0o755, meta.mtime);
     let kind = match etype {
@@ -233,7 +254,11 @@ fn apply_entry<R: Read>(
                 .link_name_bytes()
                 .ok_or_else(|| EntryError::Header("hard link without a target".into()))?
                 .into_owned();
-            return link_entry(tree, &names, &target).map(|()| 0);
+            link_entry(tree, &names, &target)?;
+            if let Some(state) = layer {
+                state.record(tree, &names)?;
+            }
+            return Ok(0);
         }
         T::Char | T::Block => {
             let major = entry
@@ -261,6 +286,9 @@ fn apply_entry<R: Read>(
     };
     let path = crate::tree::path::join(&names);
     tree.insert(&path, Inode::new(kind, meta), &parent_meta, Follow::Strict)?;
+    if let Some(state) = layer {
+        state.record(tree, &names)?;
+    }
     Ok(stored)
 }
 
@@ -279,7 +307,11 @@ fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), Ent
     };
     let parent_meta = tree.inode(target_id).meta.clone();
     let parent_meta = Meta::new(0o755, parent_meta.mtime);
-    let dir = tree.mkdir_all(&crate::tree::path::join(parents), &parent_meta, Follow::Strict)?;
+    let dir = tree.mkdir_all(
+        &crate::tree::path::join(parents),
+        &parent_meta,
+        Follow::Strict,
+    )?;
     tree.link(dir, name, target_id)?;
     Ok(())
 }
@@ -294,14 +326,29 @@ fn entry_meta(
         Some(t) => t,
         None => {
             let s = h.mtime().map_err(|e| header_err("mtime", e))?;
-            Time::secs(i64::try_from(s).map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?)
+            Time::secs(
+                i64::try_from(s)
+                    .map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?,
+            )
         }
     };
     let (uid, gid) = match opts.owner {
         Some(o) => o,
         None => (
-            id32(match pax.uid { Some(u) => u, None => h.uid().map_err(|e| header_err("uid", e))? }, "uid")?,
-            id32(match pax.gid { Some(g) => g, None => h.gid().map_err(|e| header_err("gid", e))? }, "gid")?,
+            id32(
+                match pax.uid {
+                    Some(u) => u,
+                    None => h.uid().map_err(|e| header_err("uid", e))?,
+                },
+                "uid",
+            )?,
+            id32(
+                match pax.gid {
+                    Some(g) => g,
+                    None => h.gid().map_err(|e| header_err("gid", e))?,
+                },
+                "gid",
+            )?,
         ),
     };
     for name in pax.xattrs.keys() {

@@ -1,0 +1,3 @@
+//! rootsmith's integration tests: one binary, one module per area.
+
+mod oci;
