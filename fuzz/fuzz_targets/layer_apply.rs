@@ -9,7 +9,10 @@ use rootsmith::tree::Tree;
 use rootsmith::unpack::{apply_layer, UnpackOptions};
 
 fuzz_target!(|data: &[u8]| {
-    let cut = data.first().map_or(0, |&b| usize::from(b) * 64).min(data.len());
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) * 64)
+        .min(data.len());
     let (base, upper) = data.split_at(cut);
     let mut tree = Tree::new();
     let opts = UnpackOptions::default();

@@ -18,16 +18,10 @@ struct State {
     files_ready: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    pending: Vec::new(),
-    files_ready: false,
-});
+static STATE: Mutex<State> = Mutex::new(State { pending: Vec::new(), files_ready: false });
 
 const ROOTSMITH_JSONL: &str = "/run/rootsmith/boot.jsonl";
-const SMOLVM_JSONL: [&str; 2] = [
-    "/run/smolvm/boot-milestones.jsonl",
-    "/run/smolvm/milestones.jsonl",
-];
+const SMOLVM_JSONL: [&str; 2] = ["/run/smolvm/boot-milestones.jsonl", "/run/smolvm/milestones.jsonl"];
 
 /// Print one line on the console.
 pub fn line(msg: &str) {
@@ -81,10 +75,7 @@ pub fn milestone(stage: &str) {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "rootsmith-init: {stage} {up:.6}s");
-        let _ = writeln!(
-            out,
-            "SMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up:.6}"
-        );
+        let _ = writeln!(out, "SMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up:.6}");
         let _ = out.flush();
     }
     let rec = records(stage, up, epoch);
@@ -137,10 +128,7 @@ mod tests {
     #[test]
     fn smolvm_record_shape() {
         let (r, s) = records("init-start", 2.5, 1_700_000_000);
-        assert_eq!(
-            s,
-            r#"{"stage":"init-start","epoch_s":1700000000,"uptime_s":2.500000}"#
-        );
+        assert_eq!(s, r#"{"stage":"init-start","epoch_s":1700000000,"uptime_s":2.500000}"#);
         assert!(r.starts_with(r#"{"stage":"init-start","uptime_s":2.5"#));
     }
 }

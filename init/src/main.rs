@@ -48,16 +48,11 @@ fn not_pid1() -> i32 {
         }
         Some("--parse-cmdline") => {
             let c = cmdline::parse(args.get(1).map_or("", String::as_str));
-            println!(
-                "{c:#?}\nnetwork: {:?}",
-                net::plan(c.ip.as_ref(), c.guest_network)
-            );
+            println!("{c:#?}\nnetwork: {:?}", net::plan(c.ip.as_ref(), c.guest_network));
             0
         }
         _ => {
-            eprintln!(
-                "rootsmith-init: not PID 1; this is the /init of a rootsmith image (try --version)"
-            );
+            eprintln!("rootsmith-init: not PID 1; this is the /init of a rootsmith image (try --version)");
             2
         }
     }
@@ -69,21 +64,14 @@ fn is_executable(p: &str) -> bool {
 }
 
 fn find_in_path(name: &str) -> Option<String> {
-    supervise::PATH
-        .split(':')
-        .map(|d| format!("{d}/{name}"))
-        .find(|p| is_executable(p))
+    supervise::PATH.split(':').map(|d| format!("{d}/{name}")).find(|p| is_executable(p))
 }
 
 /// The services to run, built-ins first.
 fn services() -> Vec<Spec> {
     let mut specs = Vec::new();
     if is_executable(AGENT) {
-        specs.push(Spec {
-            name: "smolvm-guest-agent".into(),
-            argv: vec![AGENT.into(), "--listen".into(), "vsock://1024".into()],
-            prestart: vec![],
-        });
+        specs.push(Spec { name: "smolvm-guest-agent".into(), argv: vec![AGENT.into(), "--listen".into(), "vsock://1024".into()], prestart: vec![] });
     }
     match std::fs::read(SERVICES) {
         Ok(bytes) => {
@@ -94,10 +82,7 @@ fn services() -> Vec<Spec> {
             }
             for s in more {
                 if specs.iter().any(|x| x.name == s.name) {
-                    warn!(
-                        "{SERVICES}: service {:?} clashes with a built-in one; ignored",
-                        s.name
-                    );
+                    warn!("{SERVICES}: service {:?} clashes with a built-in one; ignored", s.name);
                 } else {
                     specs.push(s);
                 }
@@ -110,24 +95,11 @@ fn services() -> Vec<Spec> {
         let mut prestart = Vec::new();
         if !keys::have_host_key(Path::new("/etc/ssh")) {
             match find_in_path("ssh-keygen") {
-                Some(kg) => prestart.push(vec![
-                    kg,
-                    "-q".into(),
-                    "-t".into(),
-                    "ed25519".into(),
-                    "-N".into(),
-                    String::new(),
-                    "-f".into(),
-                    "/etc/ssh/ssh_host_ed25519_key".into(),
-                ]),
+                Some(kg) => prestart.push(vec![kg, "-q".into(), "-t".into(), "ed25519".into(), "-N".into(), String::new(), "-f".into(), "/etc/ssh/ssh_host_ed25519_key".into()]),
                 None => warn!("no SSH host key and no ssh-keygen: sshd will fail"),
             }
         }
-        specs.push(Spec {
-            name: "sshd".into(),
-            argv: vec![SSHD.into(), "-D".into(), "-e".into()],
-            prestart,
-        });
+        specs.push(Spec { name: "sshd".into(), argv: vec![SSHD.into(), "-D".into(), "-e".into()], prestart });
     } else {
         info!("no {SSHD}: not starting sshd");
     }
@@ -180,16 +152,14 @@ fn pid1() {
     let modules_wanted = cfg.modules.clone();
     let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
     let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
-    let net_thread = std::thread::Builder::new()
-        .name("net".into())
-        .spawn(move || {
-            if !modules_wanted.is_empty() {
-                log::milestone("modules-start");
-                modules::load(&modules_wanted);
-                log::milestone("modules-done");
-            }
-            net::run(plan);
-        });
+    let net_thread = std::thread::Builder::new().name("net".into()).spawn(move || {
+        if !modules_wanted.is_empty() {
+            log::milestone("modules-start");
+            modules::load(&modules_wanted);
+            log::milestone("modules-done");
+        }
+        net::run(plan);
+    });
     if let Err(e) = net_thread {
         warn!("network thread: {e}");
     }
@@ -197,14 +167,7 @@ fn pid1() {
     log::milestone("services-start");
     let mut specs = services();
     if hook {
-        specs.insert(
-            0,
-            Spec {
-                name: "smolvm-network-hook".into(),
-                argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()],
-                prestart: vec![],
-            },
-        );
+        specs.insert(0, Spec { name: "smolvm-network-hook".into(), argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()], prestart: vec![] });
     }
     let mut sup = Supervisor::new(specs);
     sup.tick(sys::monotonic());
@@ -213,17 +176,10 @@ fn pid1() {
     main_loop(&cfg, &mut sup, sigfd);
 }
 
-fn main_loop(
-    cfg: &cmdline::Config,
-    sup: &mut Supervisor,
-    sigfd: Option<std::os::fd::OwnedFd>,
-) -> ! {
+fn main_loop(cfg: &cmdline::Config, sup: &mut Supervisor, sigfd: Option<std::os::fd::OwnedFd>) -> ! {
     loop {
         let now = sys::monotonic();
-        let timeout = sup
-            .next_deadline()
-            .map(|t| t.saturating_sub(now))
-            .unwrap_or(Duration::from_secs(60));
+        let timeout = sup.next_deadline().map(|t| t.saturating_sub(now)).unwrap_or(Duration::from_secs(60));
         let sigs = match &sigfd {
             Some(fd) => sys::read_signals(fd, Some(timeout.max(Duration::from_millis(1)))),
             None => {

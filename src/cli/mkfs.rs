@@ -99,10 +99,7 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
     let (source, stats) = if let Some(path) = &args.from_tar {
         let stats = if path.as_os_str() == "-" {
             let bar = super::progress::bytes_bar(0, "reading", args.quiet);
-            let r = Counting {
-                inner: io::stdin().lock(),
-                bar: bar.clone(),
-            };
+            let r = Counting { inner: io::stdin().lock(), bar: bar.clone() };
             let s = unpack::apply_tar(&mut tree, r, &opts);
             bar.finish_and_clear();
             s
@@ -111,10 +108,7 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {}: check the path", path.display()))?;
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             let bar = super::progress::bytes_bar(len, "unpacking", args.quiet);
-            let r = Counting {
-                inner: f,
-                bar: bar.clone(),
-            };
+            let r = Counting { inner: f, bar: bar.clone() };
             let s = unpack::apply_tar(&mut tree, r, &opts);
             bar.finish_and_clear();
             s
@@ -129,10 +123,7 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
         };
         let src = super::image::open_image(reference, &args.image, show)?;
         let stats = super::image::unpack_image(src.as_ref(), &mut tree, &opts, show)?;
-        (
-            format!("{}@{}", src.image().name, src.image().digest),
-            stats,
-        )
+        (format!("{}@{}", src.image().name, src.image().digest), stats)
     } else {
         let dir = args.from_dir.as_ref().expect("clap requires a source");
         let stats = unpack::dir::apply_dir(&mut tree, dir, &opts)
@@ -206,10 +197,7 @@ fn check_output_dir(out: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     if out.is_dir() {
-        anyhow::bail!(
-            "{} is a directory: give a file name like rootfs.ext4",
-            out.display()
-        );
+        anyhow::bail!("{} is a directory: give a file name like rootfs.ext4", out.display());
     }
     Ok(())
 }

@@ -106,13 +106,7 @@ fn try_seal(
     tree: &Tree,
     o: mkext4::Options,
     clamp: Option<Time>,
-) -> Result<
-    Option<(
-        mkext4::Layout,
-        Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
-    )>,
-    Ext4Error,
-> {
+) -> Result<Option<(mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>)>, Ext4Error> {
     let d = match declare(tree, o, clamp) {
         Ok(d) => d,
         Err(Ext4Error::Full) => return Ok(None),
@@ -123,9 +117,7 @@ fn try_seal(
     };
     match d.builder.seal() {
         Ok(l) => Ok(Some((l, d.files))),
-        Err(mkext4::Error::Invalid(why))
-            if why.contains("too small") || why.contains("image full") =>
-        {
+        Err(mkext4::Error::Invalid(why)) if why.contains("too small") || why.contains("image full") => {
             Ok(None)
         }
         Err(e) => Err(Ext4Error::Seal(e.to_string())),
@@ -142,9 +134,7 @@ pub fn write_image(
 ) -> Result<Report, Ext4Error> {
     if let Some(l) = &opts.label {
         if l.len() > 16 {
-            return Err(Ext4Error::Options(format!(
-                "label {l:?} is longer than 16 bytes"
-            )));
+            return Err(Ext4Error::Options(format!("label {l:?} is longer than 16 bytes")));
         }
     }
     let clamp = opts.epoch.map(Time::secs);
@@ -153,10 +143,7 @@ pub fn write_image(
         .epoch
         .unwrap_or(facts.latest.sec)
         .clamp(0, i64::from(u32::MAX));
-    let inodes_for = |size: Option<u64>| {
-        opts.inodes
-            .unwrap_or_else(|| plan::default_inodes(facts.inodes, size))
-    };
+    let inodes_for = |size: Option<u64>| opts.inodes.unwrap_or_else(|| plan::default_inodes(facts.inodes, size));
     if u64::from(inodes_for(opts.size)) < facts.inodes {
         return Err(Ext4Error::Options(format!(
             "--inodes {} is fewer than the {} inodes the tree needs",
@@ -168,18 +155,11 @@ pub fn write_image(
     let (size, layout, files) = match opts.size {
         Some(size) => {
             let inodes = inodes_for(Some(size));
-            match try_seal(
-                tree,
-                crate_options(size, inodes, &facts, opts, epoch),
-                clamp,
-            )? {
+            match try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
                 Some((l, f)) => (size, l, f),
                 None => {
                     let needed = minimum_size(tree, &facts, opts, epoch, clamp, inodes_for(None))?;
-                    return Err(Ext4Error::TooSmall {
-                        given: size,
-                        needed,
-                    });
+                    return Err(Ext4Error::TooSmall { given: size, needed });
                 }
             }
         }
@@ -190,18 +170,12 @@ pub fn write_image(
             let mut size = (min + headroom).next_multiple_of(1 << 20);
             let mut attempt = 0;
             loop {
-                if let Some((l, f)) = try_seal(
-                    tree,
-                    crate_options(size, inodes, &facts, opts, epoch),
-                    clamp,
-                )? {
+                if let Some((l, f)) = try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
                     break (size, l, f);
                 }
                 attempt += 1;
                 if attempt > 40 {
-                    return Err(Ext4Error::Seal(
-                        "could not find an image size that holds the tree".into(),
-                    ));
+                    return Err(Ext4Error::Seal("could not find an image size that holds the tree".into()));
                 }
                 size = (size + size / 20).next_multiple_of(1 << 20);
             }
@@ -235,9 +209,7 @@ pub fn write_image(
         written: 0,
         progress: &mut report_progress,
     };
-    let mut w = layout
-        .writer(sink)
-        .map_err(|e| Ext4Error::Write(e.to_string()))?;
+    let mut w = layout.writer(sink).map_err(|e| Ext4Error::Write(e.to_string()))?;
     for (h, id) in &files {
         if layout.extents(*h).is_empty() {
             continue;
@@ -306,12 +278,7 @@ fn minimum_size(
     // Step down while it still fits, then up until it does.
     let step = (size / 50).next_multiple_of(1 << 20).max(1 << 20);
     while size > step
-        && try_seal(
-            tree,
-            crate_options(size - step, inodes, facts, opts, epoch),
-            clamp,
-        )?
-        .is_some()
+        && try_seal(tree, crate_options(size - step, inodes, facts, opts, epoch), clamp)?.is_some()
     {
         size -= step;
     }
@@ -321,7 +288,5 @@ fn minimum_size(
         }
         size += step;
     }
-    Err(Ext4Error::Seal(
-        "could not find an image size that holds the tree".into(),
-    ))
+    Err(Ext4Error::Seal("could not find an image size that holds the tree".into()))
 }

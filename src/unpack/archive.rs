@@ -133,17 +133,16 @@ pub fn apply_plain_tar(
     let mut layer = opts.whiteouts.then(super::whiteout::LayerState::default);
     {
         let mut archive = ::tar::Archive::new(&mut tracked);
-        let stream_err =
-            |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
-                what,
-                entries: stats.entries,
-                last: if last.0.is_empty() {
-                    String::new()
-                } else {
-                    format!(", last: {last}")
-                },
-                source,
-            };
+        let stream_err = |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
+            what,
+            entries: stats.entries,
+            last: if last.0.is_empty() {
+                String::new()
+            } else {
+                format!(", last: {last}")
+            },
+            source,
+        };
         let entries = archive
             .entries()
             .map_err(|e| stream_err("not a tar archive", &stats, &last, e))?;
@@ -200,17 +199,11 @@ fn apply_entry<R: Read>(
 ) -> Result<u64, EntryError> {
     use ::tar::EntryType as T;
     let etype = entry.header().entry_type();
-    if matches!(
-        etype,
-        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
-    ) {
+    if matches!(etype, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
         return Ok(0);
     }
     let mut pax = PaxFields::default();
-    if let Some(exts) = entry
-        .pax_extensions()
-        .map_err(|e| header_err("PAX header", e))?
-    {
+    if let Some(exts) = entry.pax_extensions().map_err(|e| header_err("PAX header", e))? {
         for ext in exts {
             let ext = ext.map_err(|e| header_err("PAX header", e))?;
             pax.apply(ext.key_bytes(), ext.value_bytes())
@@ -220,10 +213,7 @@ fn apply_entry<R: Read>(
     let raw_path = entry.path_bytes().into_owned();
     let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
     if let Some(state) = &layer {
-        if names
-            .last()
-            .is_some_and(|n| n.starts_with(super::whiteout::PREFIX))
-        {
+        if names.last().is_some_and(|n| n.starts_with(super::whiteout::PREFIX)) {
             super::whiteout::apply(tree, state, &names)?;
             return Ok(0);
         }
@@ -307,11 +297,7 @@ fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), Ent
     };
     let parent_meta = tree.inode(target_id).meta.clone();
     let parent_meta = Meta::new(0o755, parent_meta.mtime);
-    let dir = tree.mkdir_all(
-        &crate::tree::path::join(parents),
-        &parent_meta,
-        Follow::Strict,
-    )?;
+    let dir = tree.mkdir_all(&crate::tree::path::join(parents), &parent_meta, Follow::Strict)?;
     tree.link(dir, name, target_id)?;
     Ok(())
 }
@@ -326,29 +312,14 @@ fn entry_meta(
         Some(t) => t,
         None => {
             let s = h.mtime().map_err(|e| header_err("mtime", e))?;
-            Time::secs(
-                i64::try_from(s)
-                    .map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?,
-            )
+            Time::secs(i64::try_from(s).map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?)
         }
     };
     let (uid, gid) = match opts.owner {
         Some(o) => o,
         None => (
-            id32(
-                match pax.uid {
-                    Some(u) => u,
-                    None => h.uid().map_err(|e| header_err("uid", e))?,
-                },
-                "uid",
-            )?,
-            id32(
-                match pax.gid {
-                    Some(g) => g,
-                    None => h.gid().map_err(|e| header_err("gid", e))?,
-                },
-                "gid",
-            )?,
+            id32(match pax.uid { Some(u) => u, None => h.uid().map_err(|e| header_err("uid", e))? }, "uid")?,
+            id32(match pax.gid { Some(g) => g, None => h.gid().map_err(|e| header_err("gid", e))? }, "gid")?,
         ),
     };
     for name in pax.xattrs.keys() {
