@@ -1199,7 +1199,7 @@ fn transient_faults_are_retried_and_the_others_fail_cleanly() {
         assert!(!cache
             .path()
             .join("blobs/sha256")
-            .join(&layer[15..])
+            .join(&layer["/blobs/sha256:".len()..])
             .exists());
         no_partial_files(cache.path());
     }
@@ -1244,7 +1244,7 @@ fn the_cache_serves_offline_and_heals_a_corrupt_blob() {
     let blob = cache
         .path()
         .join("blobs/sha256")
-        .join(&alpine_layer()[15..]);
+        .join(&alpine_layer()["/blobs/sha256:".len()..]);
     let mut data = std::fs::read(&blob).unwrap();
     data[1000] ^= 1;
     std::fs::write(&blob, &data).unwrap();
