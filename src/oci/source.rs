@@ -243,6 +243,9 @@ pub enum BlobKind {
     Config,
 }
 
+/// Fetches a blob named by a descriptor, checked against it.
+pub type FetchFn<'a> = dyn FnMut(&Descriptor, BlobKind) -> Result<Vec<u8>, OciError> + 'a;
+
 /// Resolves a top-level manifest document to an image for `platform`: an index is followed
 /// (nested at most twice) to the platform's manifest, then the config is fetched. `fetch`
 /// returns a blob's bytes already checked against its descriptor.
@@ -252,7 +255,7 @@ pub fn resolve_image(
     top_digest: Digest,
     top_type: Option<&str>,
     platform: &Platform,
-    fetch: &mut dyn FnMut(&Descriptor, BlobKind) -> Result<Vec<u8>, OciError>,
+    fetch: &mut FetchFn<'_>,
 ) -> Result<Image, OciError> {
     use super::manifest::{parse_document, Document};
     let mut doc = parse_document(top, top_type, name)?;
