@@ -30,6 +30,7 @@ fn fixture(name: &str) -> PathBuf {
 const ALPINE: &str = "alpine-minirootfs-3.20.3-x86_64.tar.gz";
 const ALPINE_ARM: &str = "alpine-minirootfs-3.20.3-aarch64.tar.gz";
 const UBUNTU: &str = "ubuntu-noble-amd64.rootfs.tar.gz";
+const DEBIAN_SLIM: &str = "debian-bookworm-slim-amd64.rootfs.tar.xz";
 /// From `base/SOURCES.md`: same tarball + SOURCE_DATE_EPOCH=0 → same manifest.
 const ALPINE_MANIFEST: &str =
     "sha256:4e4b2e0570819215922d48b788db4d5a43f5dedd2a34d2a4ad6a2a17d47c5a73";
@@ -124,6 +125,13 @@ fn registry() -> Option<&'static Registry> {
             "push-tar",
             fixture(UBUNTU).to_str().unwrap(),
             &format!("{addr}/ubuntu:noble"),
+        ])?;
+        // xz is recompressed: to zstd here, so both layer compressions meet a real distribution.
+        push(&[
+            "push-tar",
+            fixture(DEBIAN_SLIM).to_str().unwrap(),
+            &format!("{addr}/debian:bookworm-slim"),
+            "--zstd",
         ])?;
         Ok(Registry { addr, dir, pushed })
     });
@@ -444,6 +452,12 @@ fn registry_pulls_by_tag_and_digest_give_the_fixture_trees() {
             None,
         ),
         (format!("{a}/ubuntu:noble"), "linux/amd64", UBUNTU, None),
+        (
+            format!("{a}/debian:bookworm-slim"),
+            "linux/amd64",
+            DEBIAN_SLIM,
+            None,
+        ),
     ] {
         let (t, src) = pull_tree(&reference, cache.path(), &opts(platform))
             .unwrap_or_else(|e| panic!("{reference} {platform}: {e}"));
@@ -554,6 +568,16 @@ fn cli_pull_prints_the_digest_and_mkfs_and_export_use_the_cache() {
         img.to_str().unwrap(),
     ]);
     assert!(std::fs::metadata(&img).unwrap().len() > 8 << 20);
+    match Command::new("e2fsck").args(["-fn"]).arg(&img).output() {
+        Ok(o) => assert!(
+            o.status.success(),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(_) => {
+            skip("e2fsck missing (apt-get install e2fsprogs)");
+        }
+    }
     // --pull never with an uncached image fails and says so.
     let o = Command::new(BIN)
         .args([
@@ -947,6 +971,51 @@ fn a_multi_layer_image_gives_the_tree_the_oci_spec_says() {
         Some(bbid)
     );
     assert_eq!(t.inode(bbid).links(), 2);
+
+    // The same through the CLI as an unprivileged user: owners, devices and
+    // security.capability survive (the tree never needs the host to hold them).
+    if !is_root() {
+        skip("not root: cannot switch to an unprivileged user for the rootless check");
+        return;
+    }
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    chmod(dir.path(), 0o755);
+    chmod(&out, 0o777);
+    let tar = out.join("flat.tar");
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "export",
+            "-q",
+        ])
+        .arg(format!("oci:{}:multi", dir.path().display()))
+        .arg("--tar")
+        .arg(&tar)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("setpriv (util-linux) is installed");
+    assert!(
+        o.status.success(),
+        "rootless export: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same(&tar_listing(&tar), &tree_listing(&t), "rootless export");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1532,4 +1601,41 @@ fn hostile_layers_fail_cleanly_and_nothing_escapes() {
         1,
         "temp files left beside OUT"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Layering
+
+/// `tree` and `ext4` never name tokio, the OCI code or the network; tokio stays in
+/// `oci/registry.rs`.
+#[test]
+fn tokio_and_the_network_stay_in_the_registry_source() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for word in ["tokio", "oci_client", "reqwest"] {
+                if code.contains(word) {
+                    assert_eq!(rel, "oci/registry.rs", "{rel} names {word}");
+                }
+            }
+            if rel.starts_with("tree/") || rel.starts_with("ext4/") {
+                for word in ["crate::oci", "crate::cache", "crate::cli", "std::net"] {
+                    assert!(!code.contains(word), "{rel} names {word}");
+                }
+            }
+        }
+    }
 }
