@@ -197,6 +197,71 @@ pub fn open_source(
 mod tests {
     use super::*;
 
+    fn desc(mt: &str, data: &[u8], platform: Option<&str>) -> String {
+        let p = platform.map_or(String::new(), |p| {
+            let p: Platform = p.parse().unwrap();
+            format!(",\"platform\":{}", serde_json::to_string(&p).unwrap())
+        });
+        format!(
+            r#"{{"mediaType":"{mt}","digest":"{}","size":{}{p}}}"#,
+            Digest::of(data),
+            data.len()
+        )
+    }
+
+    #[test]
+    fn docker_schema2_lists_resolve_with_variants() {
+        use super::super::media_type as mt;
+        let cfg = br#"{"architecture":"arm","os":"linux","variant":"v7","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let man = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[]}}"#,
+            mt::DOCKER_MANIFEST,
+            desc(mt::DOCKER_CONFIG, cfg, None)
+        );
+        let other = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[]}}"#,
+            mt::DOCKER_MANIFEST,
+            desc(mt::DOCKER_CONFIG, b"{}", None)
+        );
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{},{}]}}"#,
+            mt::DOCKER_LIST,
+            desc(mt::DOCKER_MANIFEST, other.as_bytes(), Some("linux/arm/v6")),
+            desc(mt::DOCKER_MANIFEST, man.as_bytes(), Some("linux/arm/v7")),
+        );
+        let blobs: Vec<Vec<u8>> = vec![cfg.to_vec(), man.clone().into_bytes(), other.into_bytes()];
+        let mut fetch = |d: &Descriptor, _: BlobKind| {
+            blobs
+                .iter()
+                .find(|b| Digest::of(b) == d.digest)
+                .cloned()
+                .ok_or(OciError::NotCached("x".into()))
+        };
+        let img = resolve_image(
+            "x",
+            list.as_bytes(),
+            Digest::of(list.as_bytes()),
+            None,
+            &"linux/arm/v7".parse().unwrap(),
+            &mut fetch,
+        )
+        .unwrap();
+        assert_eq!(img.digest, Digest::of(man.as_bytes()));
+        assert_eq!(img.index_digest, Some(Digest::of(list.as_bytes())));
+        assert_eq!(img.config.variant.as_deref(), Some("v7"));
+        // A single manifest for another platform is refused, naming it.
+        let e = resolve_image(
+            "y",
+            man.as_bytes(),
+            Digest::of(man.as_bytes()),
+            None,
+            &"linux/amd64".parse().unwrap(),
+            &mut fetch,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("linux/arm/v7"), "{e}");
+    }
+
     #[test]
     fn transports_parse() {
         assert_eq!(
