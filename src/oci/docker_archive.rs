@@ -180,7 +180,7 @@ impl ImageSource for ArchiveSource {
     fn image(&self) -> &Image {
         &self.image
     }
-    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + '_>, OciError> {
+    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + Send + '_>, OciError> {
         let io = |source| OciError::Io {
             path: self.path.clone(),
             source,

@@ -139,7 +139,7 @@ impl ImageSource for CachedImage {
     fn image(&self) -> &Image {
         &self.image
     }
-    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + '_>, OciError> {
+    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + Send + '_>, OciError> {
         let d = self
             .image
             .manifest

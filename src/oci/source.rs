@@ -149,7 +149,7 @@ pub trait ImageSource {
     /// The resolved image.
     fn image(&self) -> &Image;
     /// The compressed bytes of layer `index` (position in the manifest), verified.
-    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + '_>, OciError>;
+    fn open_layer(&self, index: usize) -> Result<Box<dyn Read + Send + '_>, OciError>;
 }
 
 /// How to get an image.

@@ -1,11 +1,12 @@
-//! One OCI layer blob into the tree: decompress (gzip, zstd or none, told by magic bytes),
-//! apply with whiteouts, check the uncompressed bytes against the config's diff_id, and read
-//! the blob to its very end so its own digest check (a verifying reader from the source)
-//! runs even when the tar ends before the compressed stream does.
+//! One OCI layer blob into the tree: decompress (gzip, zstd or none, told by magic bytes) on
+//! a second thread, apply with whiteouts, check the uncompressed bytes against the config's
+//! diff_id, and read the blob to its very end so its own digest check (a verifying reader
+//! from the source) runs even when the tar ends before the compressed stream does.
 
 use std::io::{self, Read};
+use std::sync::mpsc;
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{Digest, Hasher};
 use crate::tree::Tree;
 
 use super::archive::{apply_plain_tar, UnpackError, UnpackOptions, UnpackStats};
@@ -32,9 +33,12 @@ pub enum LayerError {
 
 /// Applies one layer blob to `tree` with OCI whiteout semantics (`opts.whiteouts` is
 /// forced on). `diff_id`, when known, is checked after the last byte.
+///
+/// Two threads share the work: one reads the blob (whose reader verifies it), decompresses
+/// and hashes the uncompressed bytes; this one parses the tar and builds the tree.
 pub fn apply_layer(
     tree: &mut Tree,
-    mut blob: impl Read,
+    blob: impl Read + Send,
     diff_id: Option<Digest>,
     opts: &UnpackOptions,
 ) -> Result<UnpackStats, LayerError> {
@@ -42,21 +46,95 @@ pub fn apply_layer(
         whiteouts: true,
         ..opts.clone()
     };
-    let (stats, actual) = {
-        let (kind, dec) = decompress(&mut blob).map_err(LayerError::Blob)?;
-        let mut hashing = HashingReader::new(dec);
-        let mut stats = apply_plain_tar(tree, &mut hashing, &opts)?;
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        let producer = s.spawn(move || produce(blob, &tx));
+        let reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        let applied = apply_plain_tar(tree, reader, &opts);
+        // The reader is gone: a producer still sending stops at its next chunk.
+        let produced = producer
+            .join()
+            .map_err(|_| LayerError::Blob(io::Error::other("the decompressing thread panicked")))?;
+        let mut stats = applied?;
+        let (kind, actual) = produced.map_err(LayerError::Blob)?;
         stats.compression = Some(kind.name()).filter(|_| kind != Compression::None);
-        let (actual, _, _) = hashing.finish();
-        (stats, actual)
-    };
-    io::copy(&mut blob, &mut io::sink()).map_err(LayerError::Blob)?;
-    if let Some(expected) = diff_id {
-        if expected != actual {
-            return Err(LayerError::DiffId { expected, actual });
+        if let Some(expected) = diff_id {
+            if expected != actual {
+                return Err(LayerError::DiffId { expected, actual });
+            }
+        }
+        Ok(stats)
+    })
+}
+
+const CHUNK: usize = 256 << 10;
+
+/// Decompresses `blob` into chunks on `tx`, hashing them; then drains the blob so its
+/// verifying reader reaches its end. A read error is sent on (the tar side reports it with
+/// its context) and also returned.
+fn produce(
+    mut blob: impl Read,
+    tx: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<(Compression, Digest)> {
+    let (kind, mut dec) = decompress(&mut blob)?;
+    let mut hasher = Hasher::new();
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut n = 0;
+        while n < CHUNK {
+            match dec.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        if tx.send(Ok(buf)).is_err() {
+            // The tar side stopped (an error there); nothing more to do.
+            return Ok((kind, hasher.finish()));
         }
     }
-    Ok(stats)
+    drop(dec);
+    io::copy(&mut blob, &mut io::sink())?;
+    Ok((kind, hasher.finish()))
+}
+
+/// Reads the chunks a producer thread sends; a closed channel is the end of the stream.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
