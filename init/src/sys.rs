@@ -83,7 +83,12 @@ pub fn init_module(image: &[u8], params: &CStr) -> io::Result<()> {
     // SAFETY: pointer and length describe `image`, valid during the call; `params` is
     // NUL-terminated. The kernel copies the image.
     let rc = unsafe {
-        libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), params.as_ptr())
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            params.as_ptr(),
+        )
     };
     check(if rc < 0 { -1 } else { 0 })
 }
@@ -108,7 +113,11 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, Exit)>> {
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
     if pid < 0 {
         let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ECHILD) { Ok(None) } else { Err(e) };
+        return if e.raw_os_error() == Some(libc::ECHILD) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     if pid == 0 {
         return Ok(None);
@@ -122,8 +131,14 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, Exit)>> {
 }
 
 /// The signals PID 1 handles, blocked in every thread and read from a signalfd.
-pub const HANDLED: [libc::c_int; 6] =
-    [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGPWR, libc::SIGUSR1, libc::SIGUSR2];
+pub const HANDLED: [libc::c_int; 6] = [
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGPWR,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 fn handled_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before sigaddset reads it.
@@ -157,7 +172,11 @@ pub fn block_and_signalfd() -> io::Result<OwnedFd> {
 
 /// Wait up to `timeout` (None = forever) for the signalfd, then drain it.
 pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
     // SAFETY: one valid pollfd, count 1.
     unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -167,7 +186,13 @@ pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int>
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: reads at most `size` bytes into `info`, which is exactly that large.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
         if n != size as isize {
             break;
         }
@@ -178,7 +203,10 @@ pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int>
 
 /// setrlimit(2) for RLIMIT_NOFILE, capped at what the kernel allows (`fs.nr_open`).
 pub fn raise_nofile(want: u64) -> io::Result<()> {
-    let lim = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: want as libc::rlim_t };
+    let lim = libc::rlimit {
+        rlim_cur: want as libc::rlim_t,
+        rlim_max: want as libc::rlim_t,
+    };
     // SAFETY: `lim` is a valid rlimit for the duration of the call.
     check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })
 }
@@ -188,7 +216,10 @@ fn clock(id: libc::clockid_t) -> Duration {
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: `ts` is valid and writable; the clock ids used exist on every Linux.
     unsafe { libc::clock_gettime(id, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Time since boot, counting suspend (what `/proc/uptime` shows, at nanosecond resolution).
@@ -237,7 +268,9 @@ pub fn kernel_release() -> String {
         return String::new();
     }
     // SAFETY: the kernel NUL-terminates `release` within its fixed-size array.
-    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`: false only when this process has no
@@ -246,6 +279,80 @@ pub fn have_children() -> bool {
     // SAFETY: siginfo_t is plain data; all-zero is valid and waitid writes it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is valid and writable for the call.
-    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
     !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
+/// Start `argv` (argv[0] looked up in PATH) with environment `env` (`KEY=VALUE`) through
+/// `posix_spawnp` (musl: a CLONE_VFORK child, no page-table copy; exec errors come back as
+/// errors): stdin on /dev/null, stdout/stderr inherited, an empty signal mask, default
+/// SIGPIPE and handled signals, and its own process group.
+pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
+    let cargv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
+    let cenv: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
+    if cargv.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut pargv: Vec<*mut libc::c_char> = cargv.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    pargv.push(std::ptr::null_mut());
+    let mut penv: Vec<*mut libc::c_char> = cenv.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    penv.push(std::ptr::null_mut());
+    let devnull = c"/dev/null";
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: attr and file_actions are initialised before use and destroyed after; every
+    // pointer passed (argv, envp, path strings, sigsets) points to live, NUL-terminated or
+    // initialised data that outlives the posix_spawnp call, which copies what it needs.
+    let rc = unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawnattr_init(&mut attr);
+        libc::posix_spawn_file_actions_init(&mut fa);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let mut dfl = handled_set();
+        libc::sigaddset(&mut dfl, libc::SIGPIPE);
+        libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &dfl);
+        libc::posix_spawnattr_setpgroup(&mut attr, 0);
+        let flags = libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP;
+        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+        libc::posix_spawn_file_actions_addopen(&mut fa, 0, devnull.as_ptr(), libc::O_RDONLY, 0);
+        let rc = libc::posix_spawnp(
+            &mut pid,
+            pargv[0],
+            &fa,
+            &attr,
+            pargv.as_ptr(),
+            penv.as_ptr(),
+        );
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut attr);
+        rc
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(pid)
+}
+
+/// Wait up to `timeout` for one of the [`HANDLED`] signals (they are blocked) without a
+/// signalfd; `None` on timeout. For the last-resort loop.
+pub fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
+    let set = handled_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` and `ts` are initialised and live for the call; siginfo may be null.
+    let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (s > 0).then_some(s)
 }

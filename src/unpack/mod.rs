@@ -10,6 +10,8 @@ pub mod layer;
 pub mod pax;
 pub mod whiteout;
 
-pub use archive::{apply_plain_tar, apply_tar, EntryError, UnpackError, UnpackOptions, UnpackStats};
+pub use archive::{
+    apply_plain_tar, apply_tar, EntryError, UnpackError, UnpackOptions, UnpackStats,
+};
 pub use compression::{decompress, Compression};
 pub use layer::{apply_layer, LayerError};
