@@ -8,8 +8,8 @@
 pub mod cache;
 pub mod cli;
 pub mod digest;
-pub mod ext4;
 pub mod export;
+pub mod ext4;
 pub mod oci;
 pub mod tree;
 pub mod unpack;

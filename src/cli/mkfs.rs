@@ -129,7 +129,10 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
         };
         let src = super::image::open_image(reference, &args.image, show)?;
         let stats = super::image::unpack_image(src.as_ref(), &mut tree, &opts, show)?;
-        (format!("{}@{}", src.image().name, src.image().digest), stats)
+        (
+            format!("{}@{}", src.image().name, src.image().digest),
+            stats,
+        )
     } else {
         let dir = args.from_dir.as_ref().expect("clap requires a source");
         let stats = unpack::dir::apply_dir(&mut tree, dir, &opts)

@@ -223,7 +223,10 @@ fn apply_entry<R: Read>(
     let raw_path = entry.path_bytes().into_owned();
     let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
     if let Some(state) = &layer {
-        if names.last().is_some_and(|n| n.starts_with(super::whiteout::PREFIX)) {
+        if names
+            .last()
+            .is_some_and(|n| n.starts_with(super::whiteout::PREFIX))
+        {
             super::whiteout::apply(tree, state, &names)?;
             return Ok(0);
         }
