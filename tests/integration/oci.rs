@@ -485,7 +485,18 @@ fn registry_pulls_by_tag_and_digest_give_the_fixture_trees() {
             Some(&["/bin/sh".to_string()][..])
         );
     }
-    // Pulling a arm64-only manifest by digest for amd64 names what is there.
+    // By digest: the zstd image, and the arm64 manifest out of the index (in a fresh
+    // cache, so nothing comes from the tag pulls above).
+    let fresh = tempfile::tempdir().unwrap();
+    let zstd = &reg.pushed[&format!("{a}/alpine-zstd:3.20.3")];
+    let (t, _) = pull_tree(
+        &format!("{a}/alpine-zstd@{zstd}"),
+        fresh.path(),
+        &opts("linux/amd64"),
+    )
+    .unwrap();
+    assert_same(&tree_listing(&t), &alpine, "alpine-zstd by digest");
+    // A arm64-only manifest by digest for amd64 names what is there.
     let arm = pull_tree(
         &format!("{a}/alpine-multi:3.20.3"),
         cache.path(),
@@ -503,6 +514,17 @@ fn registry_pulls_by_tag_and_digest_give_the_fixture_trees() {
     .err()
     .unwrap();
     assert!(e.contains("linux/arm64/v8"), "{e}");
+    let (t, _) = pull_tree(
+        &format!("{a}/alpine-multi@{arm}"),
+        fresh.path(),
+        &opts("linux/arm64/v8"),
+    )
+    .unwrap();
+    assert_same(
+        &tree_listing(&t),
+        &fixture_listing(ALPINE_ARM),
+        "arm64 manifest by digest",
+    );
     // An index without the platform lists the platforms it has.
     let e = pull_tree(
         &format!("{a}/alpine-multi:3.20.3"),
