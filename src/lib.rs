@@ -5,8 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod cli;
 pub mod digest;
+pub mod export;
 pub mod ext4;
+pub mod oci;
 pub mod tree;
 pub mod unpack;

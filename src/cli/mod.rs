@@ -1,8 +1,11 @@
 //! The command line: clap definitions (one file per subcommand), the environment read once
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
+pub mod export;
+pub mod image;
 pub mod mkfs;
 pub mod progress;
+pub mod pull;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,10 @@ pub struct Cli {
 enum Command {
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
+    /// Pull an image into the verified blob cache and print its manifest digest.
+    Pull(pull::PullArgs),
+    /// Flatten an image's layers into one rootfs tar (like crane export).
+    Export(export::ExportArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -25,6 +32,8 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Mkfs(args) => mkfs::run(args),
+        Command::Pull(args) => pull::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -4,3 +4,4 @@
 mod common;
 mod mkfs;
 mod mkfs_prop;
+mod oci;
