@@ -2,7 +2,7 @@
 //! by what the base is), ext4 image — publishing `OUT/rootfs.ext4` only when everything
 //! succeeded. Time comes in as a parameter.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cache::Cache;
 use crate::ext4::{self, Ext4Options};
@@ -157,14 +157,5 @@ pub fn run(
             }
             Err(e.into())
         }
-    }
-}
-
-/// The default cache directory: `$XDG_CACHE_HOME/rootsmith` or `~/.cache/rootsmith`.
-pub fn default_cache_dir(xdg: Option<&Path>, home: Option<&Path>) -> PathBuf {
-    match (xdg, home) {
-        (Some(x), _) => x.join("rootsmith"),
-        (None, Some(h)) => h.join(".cache/rootsmith"),
-        (None, None) => std::env::temp_dir().join("rootsmith-cache"),
     }
 }

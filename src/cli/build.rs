@@ -84,14 +84,16 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
-        build::default_cache_dir(
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .as_deref(),
-            std::env::var_os("HOME").map(PathBuf::from).as_deref(),
-        )
-    });
+    let xdg = std::env::var("XDG_CACHE_HOME").ok();
+    let home = std::env::var("HOME").ok();
+    let cache_dir = match args.cache_dir.clone() {
+        Some(d) => d,
+        None => {
+            crate::cache::default_root(None, xdg.as_deref(), home.as_deref()).ok_or_else(|| {
+                anyhow::anyhow!("no cache directory: pass --cache-dir DIR or set ROOTSMITH_CACHE")
+            })?
+        }
+    };
     let plan = Plan {
         base: args.base.clone(),
         deb: DebOptions {
@@ -125,7 +127,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     };
     let result = build::run(
         &plan,
-        &Cache::new(cache_dir),
+        &Cache::open(&cache_dir)
+            .with_context(|| format!("cannot open the cache {}", cache_dir.display()))?,
         &Fetcher::default(),
         &progress,
     );

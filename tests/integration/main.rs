@@ -5,3 +5,4 @@ mod common;
 mod deb;
 mod mkfs;
 mod mkfs_prop;
+mod oci;

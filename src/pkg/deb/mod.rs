@@ -306,10 +306,15 @@ fn download(
                 let Some((_, url, sha, size)) = jobs.get(k) else {
                     break;
                 };
-                let r = match cache.get(sha) {
+                let hit = cache
+                    .has_valid(sha, *size)
+                    .unwrap_or(false)
+                    .then(|| cache.read_blob(sha, *size).ok())
+                    .flatten();
+                let r = match hit {
                     Some(b) => Ok((b, 0)),
                     None => fetcher.get_verified(url, sha, Some(*size)).map(|b| {
-                        let _ = cache.put(&b);
+                        let _ = cache.put(*sha, &b);
                         let n = b.len() as u64;
                         (b, n)
                     }),

@@ -65,7 +65,13 @@ fn release_text(
         let r = Release::parse(&inrelease, &signed, now)?;
         Ok((inrelease.clone(), r))
     };
-    if let Some(b) = cache.get_key(&inrelease, RELEASE_TTL) {
+    let key = format!("deb/{inrelease}");
+    let cached = cache
+        .get_ref_fresh(&key, RELEASE_TTL)
+        .ok()
+        .flatten()
+        .and_then(|d| cache.read_any(&d));
+    if let Some(b) = cached {
         if let Ok(r) = verify_in(&b) {
             return Ok(r);
         }
@@ -74,7 +80,10 @@ fn release_text(
         Ok(b) => {
             *downloaded += b.len() as u64;
             let r = verify_in(&b)?;
-            let _ = cache.put_key(&inrelease, &b);
+            let d = crate::digest::Digest::of(&b);
+            if cache.put(d, &b).is_ok() {
+                let _ = cache.set_ref(&key, &d);
+            }
             Ok(r)
         }
         Err(FetchError::NotFound { .. }) => {
@@ -150,7 +159,12 @@ pub fn load(
                 continue;
             };
             found_any |= a == arch;
-            let bytes = match cache.get(&file.sha256) {
+            let hit = cache
+                .has_valid(&file.sha256, file.size)
+                .unwrap_or(false)
+                .then(|| cache.read_blob(&file.sha256, file.size).ok())
+                .flatten();
+            let bytes = match hit {
                 Some(b) => b,
                 None => {
                     let url = if rel.by_hash {
@@ -168,7 +182,7 @@ pub fn load(
                         r => r?,
                     };
                     *downloaded += b.len() as u64;
-                    let _ = cache.put(&b);
+                    let _ = cache.put(file.sha256, &b);
                     b
                 }
             };
