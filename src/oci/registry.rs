@@ -228,7 +228,9 @@ fn classify(e: OciDistributionError, r: &Reference, what: &str) -> Failure {
                 "{:?}",
                 envelope.errors.iter().map(|x| &x.code).collect::<Vec<_>>()
             );
-            if codes.contains("Unknown") {
+            if codes.contains("TooManyRequests") {
+                Failure::Transient(format!("{codes} {msg}"))
+            } else if codes.contains("Unknown") {
                 not_found(if msg.is_empty() { codes } else { msg })
             } else if codes.contains("Unauthorized") || codes.contains("Denied") {
                 Failure::Permanent(OciError::Unauthorized {
