@@ -1055,6 +1055,9 @@ enum Fault {
     Reset,
     /// Half the body, then nothing for 4 s.
     Stall,
+    /// Act as a token-auth front: 401 with a Bearer challenge unless the request carries
+    /// the token that `/token` hands out anonymously (the Docker Hub flow).
+    RequireBearer,
 }
 
 struct Proxy {
@@ -1114,6 +1117,28 @@ fn serve(
         let text = String::from_utf8_lossy(&head).into_owned();
         let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
         hits.lock().unwrap().push(path.clone());
+        let bearer = rules
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, f, _)| *f == Fault::RequireBearer);
+        if bearer && path.starts_with("/token") {
+            let body = br#"{"token":"t0k3n","expires_in":300}"#;
+            c.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())?;
+            c.write_all(body)?;
+            continue;
+        }
+        if bearer
+            && !text.contains("Authorization: Bearer t0k3n")
+            && !text.contains("authorization: Bearer t0k3n")
+        {
+            let me = c.local_addr()?;
+            let body =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            c.write_all(format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"proxy-test\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())?;
+            c.write_all(body)?;
+            continue;
+        }
         let fault = {
             let mut rs = rules.lock().unwrap();
             rs.iter_mut()
@@ -1175,7 +1200,7 @@ fn serve(
                     *b ^= 0xff;
                 }
             }
-            Some(Fault::Reset) | Some(Fault::Stall) | None => {}
+            Some(Fault::Reset) | Some(Fault::Stall) | Some(Fault::RequireBearer) | None => {}
         }
         lines.push(format!("Content-Length: {declared}"));
         c.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())?;
@@ -1660,4 +1685,33 @@ fn tokio_and_the_network_stay_in_the_registry_source() {
             }
         }
     }
+}
+
+#[test]
+fn the_anonymous_bearer_token_flow_works() {
+    let Some(reg) = registry() else { return };
+    let p = Proxy::start(&reg.addr);
+    p.fault("", Fault::RequireBearer, 0);
+    let cache = tempfile::tempdir().unwrap();
+    let (t, _) = pull_tree(
+        &format!("{}/alpine:3.20.3", p.addr),
+        cache.path(),
+        &opts("linux/amd64"),
+    )
+    .unwrap();
+    assert_same(
+        &tree_listing(&t),
+        &fixture_listing(ALPINE),
+        "through a token-auth front",
+    );
+    let hits = p.hits.lock().unwrap();
+    let token = hits
+        .iter()
+        .find(|h| h.starts_with("/token"))
+        .expect("a token was asked for");
+    assert!(
+        token.contains("scope=repository%3Aalpine%3Apull")
+            || token.contains("scope=repository:alpine:pull"),
+        "{token}"
+    );
 }
