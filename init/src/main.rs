@@ -178,7 +178,7 @@ fn pid1() {
         Some(cmdline::IpConfig::Dhcp { hostname, .. }) => hostname.clone(),
         _ => None,
     };
-    host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
+    let hostname = host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
 
     log::milestone("services-start");
     let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
@@ -198,6 +198,7 @@ fn pid1() {
     log::milestone("services-started");
     // sshd reads authorized_keys at login, not at start: off the path to the first service.
     keys::install_authorized(&cfg.authorized_keys_b64);
+    host::write_hosts(&hostname);
     // Modules and network on their own thread, after the services are spawned: nothing
     // waits for module loading or DHCP.
     let modules_wanted = cfg.modules.clone();
