@@ -1529,6 +1529,33 @@ fn an_htpasswd_registry_needs_the_docker_config_credentials() {
     .unwrap();
     let o = run(&[("REGISTRY_AUTH_FILE", &bad)]);
     assert!(!o.status.success());
+    // A credential helper named in credHelpers (the docker protocol: server on stdin).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rstest");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\n[ \"$server\" = \"{addr}\" ] || exit 1\necho '{{\"Username\":\"alice\",\"Secret\":\"wonderland\"}}'\n"),
+    )
+    .unwrap();
+    chmod(&helper, 0o755);
+    let helped = dir.path().join("helped.json");
+    std::fs::write(
+        &helped,
+        format!(r#"{{"credHelpers":{{"{addr}":"rstest"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(&[("REGISTRY_AUTH_FILE", &helped), ("PATH", Path::new(&path))]);
+    assert!(
+        o.status.success(),
+        "credential helper: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
