@@ -6,19 +6,20 @@
 //! credentials come from docker config files. Plain HTTP only for loopback registries or
 //! an explicit `--insecure-registry`.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use serde::Serialize;
 
-use crate::cache::{Cache, CacheError};
+use crate::cache::{BlobWriter, Cache, CacheError};
 use crate::digest::Digest;
 
 use super::auth::{self, Credentials};
@@ -329,12 +330,16 @@ impl Ctx<'_> {
         Ok((bytes.to_vec(), actual))
     }
 
-    /// One attempt at downloading a blob into the cache.
+    /// One attempt at downloading a blob into the cache. A previous attempt that broke
+    /// mid-stream left its partial writer in `resume`: this one asks for the rest with an
+    /// HTTP Range request (the whole blob is still verified at the end), and starts over
+    /// if the registry answers with the whole blob instead.
     async fn blob_once(
         &self,
         d: &Descriptor,
         oref: &oci_client::Reference,
         what: &str,
+        resume: &RefCell<Option<BlobWriter>>,
     ) -> Result<(), Failure> {
         let od = OciDescriptor {
             media_type: d.media_type.clone(),
@@ -342,18 +347,40 @@ impl Ctx<'_> {
             size: i64::try_from(d.size).unwrap_or(i64::MAX),
             ..Default::default()
         };
-        let mut w = self.cache.writer(d.digest, d.size)?;
-        let mut s = self
-            .client
-            .pull_blob_stream(oref, &od)
-            .await
-            .map_err(|e| classify(e, self.reference, what))?;
+        let mut w = match resume.take() {
+            Some(w) => w,
+            None => self.cache.writer(d.digest, d.size)?,
+        };
+        let offset = w.count();
+        let mut s = if offset > 0 && offset < d.size {
+            match self
+                .client
+                .pull_blob_stream_partial(oref, &od, offset, None)
+                .await
+                .map_err(|e| classify(e, self.reference, what))?
+            {
+                BlobResponse::Partial(s) => s,
+                BlobResponse::Full(s) => {
+                    w = self.cache.writer(d.digest, d.size)?;
+                    s
+                }
+            }
+        } else {
+            if offset > 0 {
+                w = self.cache.writer(d.digest, d.size)?;
+            }
+            self.client
+                .pull_blob_stream(oref, &od)
+                .await
+                .map_err(|e| classify(e, self.reference, what))?
+        };
         if let Some(cl) = s.content_length {
-            if cl != d.size {
+            let rest = d.size - w.count();
+            if cl != rest {
                 return Err(CacheError::Size {
                     digest: d.digest,
                     expected: d.size,
-                    actual: cl,
+                    actual: cl.saturating_add(w.count()),
                 }
                 .into());
             }
@@ -375,11 +402,13 @@ impl Ctx<'_> {
                 // name the mismatch (a permanent failure).
                 Err(_) if w.count() == d.size => break,
                 Err(e) => {
-                    return Err(Failure::Transient(format!(
+                    let msg = format!(
                         "connection broke after {} of {} bytes: {e}",
                         w.count(),
                         d.size
-                    )))
+                    );
+                    resume.replace(Some(w));
+                    return Err(Failure::Transient(msg));
                 }
             }
         }
@@ -409,7 +438,8 @@ impl Ctx<'_> {
             digest: d.digest.to_string(),
             size: d.size,
         });
-        with_retries(self, &what, || self.blob_once(d, &oref, &what)).await?;
+        let resume = RefCell::new(None);
+        with_retries(self, &what, || self.blob_once(d, &oref, &what, &resume)).await?;
         (self.progress)(&Event::BlobDone {
             digest: d.digest.to_string(),
             size: d.size,

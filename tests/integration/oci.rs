@@ -1116,7 +1116,10 @@ fn serve(
         let head = read_head(&mut c)?;
         let text = String::from_utf8_lossy(&head).into_owned();
         let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
-        hits.lock().unwrap().push(path.clone());
+        let ranged = text.to_ascii_lowercase().contains("\r\nrange: bytes=");
+        hits.lock()
+            .unwrap()
+            .push(format!("{path}{}", if ranged { " (range)" } else { "" }));
         let bearer = rules
             .lock()
             .unwrap()
@@ -1272,6 +1275,15 @@ fn transient_faults_are_retried_and_the_others_fail_cleanly() {
             .filter(|h| h.contains(&layer))
             .count();
         assert_eq!(n, 2, "{fault:?}: one failed and one good download");
+        if fault != Fault::Status500 {
+            // The download resumed where the connection broke.
+            let hits = p.hits.lock().unwrap();
+            let last = hits.iter().rfind(|h| h.contains(&layer)).unwrap();
+            assert!(
+                last.ends_with("(range)"),
+                "{fault:?}: retried without Range: {hits:?}"
+            );
+        }
         no_partial_files(cache.path());
     }
     // A 500 on every try: gives up after the retries, saying so.
