@@ -563,11 +563,35 @@ fn cli_pull_prints_the_digest_and_mkfs_and_export_use_the_cache() {
         );
         String::from_utf8(o.stdout).unwrap()
     };
-    assert_eq!(run(&["pull", &reference]).trim(), ALPINE_MANIFEST);
+    // First pull: JSON events for each blob, then the result.
     let json = run(&["pull", "--json", "--platform", "linux/amd64", &reference]);
-    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    let events: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "blob_start",
+            "blob_done",
+            "resolved",
+            "blob_start",
+            "blob_done",
+            "pulled"
+        ],
+        "{json}"
+    );
+    assert_eq!(events[4]["cached"], false);
+    let last = events.last().unwrap();
     assert_eq!(last["digest"], ALPINE_MANIFEST);
     assert_eq!(last["platform"], "linux/amd64");
+    assert_eq!(last["config"]["Cmd"][0], "/bin/sh");
+    // Second pull: from the cache, the digest on stdout.
+    assert_eq!(run(&["pull", &reference]).trim(), ALPINE_MANIFEST);
     // Offline from here: the tag resolves from the cache.
     let tar = out.path().join("alpine.tar");
     run(&[
