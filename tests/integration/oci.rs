@@ -121,6 +121,29 @@ fn registry() -> Option<&'static Registry> {
             &format!("{a}=linux/amd64"),
             &arm,
         ])?;
+        // The same index converted by skopeo to a Docker manifest list of Docker schema 2
+        // manifests (Docker media types for manifests, configs and layers).
+        let o = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--multi-arch",
+                "all",
+                "--format",
+                "v2s2",
+            ])
+            .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{addr}/alpine-multi:3.20.3"))
+            .arg(format!("docker://{addr}/alpine-docker:3.20.3"))
+            .output()
+            .map_err(|e| format!("skopeo: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "skopeo copy --format v2s2: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
         push(&[
             "push-tar",
             fixture(UBUNTU).to_str().unwrap(),
@@ -447,6 +470,18 @@ fn registry_pulls_by_tag_and_digest_give_the_fixture_trees() {
         ),
         (
             format!("{a}/alpine-multi@{ALPINE_INDEX}"),
+            "linux/arm64/v8",
+            ALPINE_ARM,
+            None,
+        ),
+        (
+            format!("{a}/alpine-docker:3.20.3"),
+            "linux/amd64",
+            ALPINE,
+            None,
+        ),
+        (
+            format!("{a}/alpine-docker:3.20.3"),
             "linux/arm64/v8",
             ALPINE_ARM,
             None,
