@@ -1752,7 +1752,7 @@ fn hostile_layers_fail_cleanly_and_nothing_escapes() {
 // Layering
 
 /// `tree` and `ext4` never name tokio, the OCI code or the network; tokio stays in
-/// `oci/registry.rs`.
+/// `oci/registry/`.
 #[test]
 fn tokio_and_the_network_stay_in_the_registry_source() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -1773,7 +1773,7 @@ fn tokio_and_the_network_stay_in_the_registry_source() {
                 .join("\n");
             for word in ["tokio", "oci_client", "reqwest"] {
                 if code.contains(word) {
-                    assert_eq!(rel, "oci/registry.rs", "{rel} names {word}");
+                    assert!(rel.starts_with("oci/registry/"), "{rel} names {word}");
                 }
             }
             if rel.starts_with("tree/") || rel.starts_with("ext4/") {
