@@ -368,6 +368,21 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_root_follows_the_environment() {
+        let p = |a, b, c| default_root(a, b, c).map(|p| p.display().to_string());
+        assert_eq!(p(Some("/c"), Some("/x"), Some("/h")).as_deref(), Some("/c"));
+        assert_eq!(
+            p(Some(""), Some("/x"), Some("/h")).as_deref(),
+            Some("/x/rootsmith")
+        );
+        assert_eq!(
+            p(None, None, Some("/h")).as_deref(),
+            Some("/h/.cache/rootsmith")
+        );
+        assert_eq!(p(None, None, None), None);
+    }
+
+    #[test]
     fn the_lock_is_exclusive_across_handles() {
         use fs4::fs_std::FileExt;
         let dir = tempfile::tempdir().unwrap();

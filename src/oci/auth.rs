@@ -41,9 +41,16 @@ impl std::str::FromStr for Credentials {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct File {
     #[serde(default)]
     auths: BTreeMap<String, Entry>,
+    /// Registry → credential helper name (`docker-credential-NAME`).
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
+    /// The helper for every registry not in `credHelpers`.
+    #[serde(default)]
+    creds_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +98,17 @@ fn lookup_in(registry: &str, path: &Path) -> Result<Option<Credentials>, OciErro
     };
     let file: File =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a docker config.json: {e}")))?;
+    let helper = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| key_host(k) == registry)
+        .map(|(_, v)| v)
+        .or(file.creds_store.as_ref());
+    if let Some(name) = helper.filter(|n| !n.is_empty()) {
+        if let Some(c) = from_helper(name, registry).map_err(bad)? {
+            return Ok(Some(c));
+        }
+    }
     let Some(entry) = file
         .auths
         .iter()
@@ -117,6 +135,60 @@ fn lookup_in(registry: &str, path: &Path) -> Result<Option<Credentials>, OciErro
         })),
         _ => Ok(None),
     }
+}
+
+/// Asks `docker-credential-NAME get` (the docker credential-helper protocol: the server
+/// on stdin, `{"Username":…,"Secret":…}` on stdout). A helper that does not know the
+/// registry answers with an error; that means no credentials.
+fn from_helper(name: &str, registry: &str) -> Result<Option<Credentials>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "credential helper name {name:?} is not a plain name"
+        ));
+    }
+    let prog = format!("docker-credential-{name}");
+    let server = if registry == super::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    };
+    let mut child = match Command::new(&prog)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Err(format!("credential helper {prog} could not run ({e}); install it or remove credsStore/credHelpers")),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Reply {
+        username: String,
+        secret: String,
+    }
+    let r: Reply = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!("credential helper {prog} answered something else than JSON credentials: {e}")
+    })?;
+    Ok(Some(Credentials {
+        username: r.username,
+        password: r.secret,
+    }))
 }
 
 #[cfg(test)]

@@ -114,9 +114,6 @@ pub enum OciError {
         /// Attempts made.
         attempts: u32,
     },
-    /// Plain HTTP was needed for a registry that is not on loopback.
-    #[error("registry {0} is not on loopback; rootsmith uses HTTPS for it. Pass --insecure-registry {0} to allow plain HTTP")]
-    Insecure(String),
     /// A credential store that does not parse.
     #[error("{}: {why}", path.display())]
     Auth {

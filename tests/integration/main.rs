@@ -3,6 +3,7 @@
 
 mod common;
 mod deb;
+mod init_boot;
 mod mkfs;
 mod mkfs_prop;
 mod oci;

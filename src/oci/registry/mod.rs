@@ -6,15 +6,12 @@
 //! credentials come from docker config files. Plain HTTP only for loopback registries or
 //! an explicit `--insecure-registry`.
 
-use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use serde::Serialize;
 
@@ -22,11 +19,15 @@ use crate::cache::{Cache, CacheError};
 use crate::digest::Digest;
 
 use super::auth::{self, Credentials};
-use super::descriptor::Descriptor;
 use super::platform::Platform;
 use super::reference::Reference;
 use super::source::{resolve_image, BlobKind, Image, ImageSource};
-use super::{media_type, OciError};
+use super::OciError;
+
+mod fetch;
+mod retry;
+
+use fetch::Ctx;
 
 /// When to ask the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
@@ -150,270 +151,6 @@ impl ImageSource for CachedImage {
                 why: format!("no layer {index}"),
             })?;
         Ok(Box::new(self.cache.open_blob(&d.digest, d.size)?))
-    }
-}
-
-/// A failed attempt: retry it or not.
-enum Failure {
-    Transient(String),
-    Permanent(OciError),
-}
-
-impl From<CacheError> for Failure {
-    fn from(e: CacheError) -> Self {
-        Failure::Permanent(e.into())
-    }
-}
-
-struct Ctx<'a> {
-    client: oci_client::Client,
-    auth: RegistryAuth,
-    reference: &'a Reference,
-    cache: &'a Cache,
-    opts: &'a RegistryOptions,
-    progress: &'a Progress,
-}
-
-fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
-    match (digest.or(r.digest.as_ref()), &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(
-            r.registry.clone(),
-            r.repository.clone(),
-            d.to_string(),
-        ),
-        (None, Some(t)) => {
-            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
-        }
-        (None, None) => oci_client::Reference::with_tag(
-            r.registry.clone(),
-            r.repository.clone(),
-            "latest".into(),
-        ),
-    }
-}
-
-/// Sorts a client error into retry-or-not, with rootsmith's message.
-fn classify(e: OciDistributionError, r: &Reference, what: &str) -> Failure {
-    use OciDistributionError as E;
-    let not_found = |message: String| {
-        Failure::Permanent(OciError::NotFound {
-            reference: r.to_string(),
-            registry: r.registry.clone(),
-            message,
-        })
-    };
-    let permanent = |message: String| {
-        Failure::Permanent(OciError::Registry {
-            what: what.to_string(),
-            registry: r.registry.clone(),
-            message,
-            attempts: 1,
-        })
-    };
-    match e {
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            Failure::Permanent(OciError::Unauthorized {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-            })
-        }
-        E::RegistryError { envelope, .. } => {
-            let msg = envelope
-                .errors
-                .iter()
-                .map(|x| x.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ");
-            let codes = format!(
-                "{:?}",
-                envelope.errors.iter().map(|x| &x.code).collect::<Vec<_>>()
-            );
-            if codes.contains("Unknown") {
-                not_found(if msg.is_empty() { codes } else { msg })
-            } else if codes.contains("Unauthorized") || codes.contains("Denied") {
-                Failure::Permanent(OciError::Unauthorized {
-                    registry: r.registry.clone(),
-                    repository: r.repository.clone(),
-                })
-            } else {
-                permanent(format!("{codes} {msg}"))
-            }
-        }
-        E::ServerError { code, message, .. } => match code {
-            401 => Failure::Permanent(OciError::Unauthorized {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-            }),
-            404 => not_found(format!("HTTP 404 {}", message.trim())),
-            408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {code} {}", message.trim())),
-            _ => permanent(format!("HTTP {code} {}", message.trim())),
-        },
-        E::RequestError(re) if re.is_builder() => permanent(re.to_string()),
-        E::RequestError(re) => Failure::Transient(chain_text(&re)),
-        E::IoError(io) => Failure::Transient(io.to_string()),
-        other => permanent(other.to_string()),
-    }
-}
-
-fn chain_text(e: &dyn std::error::Error) -> String {
-    // reqwest's Display hides the cause ("error sending request"); add the chain.
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
-async fn with_retries<T, F, Fut>(ctx: &Ctx<'_>, what: &str, mut f: F) -> Result<T, OciError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Failure>>,
-{
-    let mut attempt = 1u32;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(Failure::Permanent(e)) => return Err(e),
-            Err(Failure::Transient(msg)) => {
-                if attempt > ctx.opts.retries {
-                    return Err(OciError::Registry {
-                        what: what.to_string(),
-                        registry: ctx.reference.registry.clone(),
-                        message: msg,
-                        attempts: attempt,
-                    });
-                }
-                let wait = ctx
-                    .opts
-                    .backoff
-                    .saturating_mul(1u32 << (attempt - 1).min(6));
-                (ctx.progress)(&Event::Retry {
-                    what: what.to_string(),
-                    attempt,
-                    error: msg,
-                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                });
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-        }
-    }
-}
-
-impl Ctx<'_> {
-    /// Fetches a manifest document (by tag or digest) with retries; checks a pinned digest.
-    async fn manifest(&self, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest), OciError> {
-        let oref = oci_ref(self.reference, digest);
-        let what = format!("manifest {oref}");
-        let (bytes, _) = with_retries(self, &what, || async {
-            self.client
-                .pull_manifest_raw(&oref, &self.auth, &media_type::ACCEPT_MANIFESTS)
-                .await
-                .map_err(|e| classify(e, self.reference, &what))
-        })
-        .await?;
-        let actual = Digest::of(&bytes);
-        if let Some(want) = digest.or(self.reference.digest.as_ref()) {
-            if *want != actual {
-                return Err(OciError::Cache(CacheError::Digest {
-                    expected: *want,
-                    actual,
-                }));
-            }
-        }
-        Ok((bytes.to_vec(), actual))
-    }
-
-    /// One attempt at downloading a blob into the cache.
-    async fn blob_once(
-        &self,
-        d: &Descriptor,
-        oref: &oci_client::Reference,
-        what: &str,
-    ) -> Result<(), Failure> {
-        let od = OciDescriptor {
-            media_type: d.media_type.clone(),
-            digest: d.digest.to_string(),
-            size: i64::try_from(d.size).unwrap_or(i64::MAX),
-            ..Default::default()
-        };
-        let mut w = self.cache.writer(d.digest, d.size)?;
-        let mut s = self
-            .client
-            .pull_blob_stream(oref, &od)
-            .await
-            .map_err(|e| classify(e, self.reference, what))?;
-        if let Some(cl) = s.content_length {
-            if cl != d.size {
-                return Err(CacheError::Size {
-                    digest: d.digest,
-                    expected: d.size,
-                    actual: cl,
-                }
-                .into());
-            }
-        }
-        let mut last_report = 0u64;
-        while let Some(chunk) = s.stream.next().await {
-            match chunk {
-                Ok(b) => {
-                    w.write_chunk(&b)?;
-                    if w.count() - last_report >= 256 << 10 {
-                        last_report = w.count();
-                        (self.progress)(&Event::BlobProgress {
-                            digest: d.digest.to_string(),
-                            done: w.count(),
-                        });
-                    }
-                }
-                // Every byte arrived and the client's own digest check failed: let ours
-                // name the mismatch (a permanent failure).
-                Err(_) if w.count() == d.size => break,
-                Err(e) => {
-                    return Err(Failure::Transient(format!(
-                        "connection broke after {} of {} bytes: {e}",
-                        w.count(),
-                        d.size
-                    )))
-                }
-            }
-        }
-        w.commit()?;
-        Ok(())
-    }
-
-    /// Makes sure blob `d` is in the cache, verified.
-    async fn blob(&self, d: &Descriptor) -> Result<(), OciError> {
-        if self.cache.has_valid(&d.digest, d.size)? {
-            (self.progress)(&Event::BlobDone {
-                digest: d.digest.to_string(),
-                size: d.size,
-                cached: true,
-            });
-            return Ok(());
-        }
-        if self.opts.pull == PullPolicy::Never {
-            return Err(OciError::NotCached(format!(
-                "{} (blob {})",
-                self.reference, d.digest
-            )));
-        }
-        let oref = oci_ref(self.reference, None);
-        let what = format!("blob {}", d.digest);
-        (self.progress)(&Event::BlobStart {
-            digest: d.digest.to_string(),
-            size: d.size,
-        });
-        with_retries(self, &what, || self.blob_once(d, &oref, &what)).await?;
-        (self.progress)(&Event::BlobDone {
-            digest: d.digest.to_string(),
-            size: d.size,
-            cached: false,
-        });
-        Ok(())
     }
 }
 
