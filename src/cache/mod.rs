@@ -210,6 +210,31 @@ impl Cache {
         Ok(())
     }
 
+    /// What `key` last resolved to, if recorded less than `max_age` ago (a repository's
+    /// `InRelease` is reused for a while so a warm build makes no request).
+    pub fn get_ref_fresh(
+        &self,
+        key: &str,
+        max_age: std::time::Duration,
+    ) -> Result<Option<Digest>, CacheError> {
+        let p = self.ref_path(key);
+        let fresh = fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age <= max_age);
+        if !fresh {
+            return Ok(None);
+        }
+        self.get_ref(key)
+    }
+
+    /// Reads cached blob `d` whole when present and intact (any size).
+    pub fn read_any(&self, d: &Digest) -> Option<Vec<u8>> {
+        let b = fs::read(self.blob_path(d)).ok()?;
+        (Digest::of(&b) == *d).then_some(b)
+    }
+
     /// What `key` last resolved to, if recorded.
     pub fn get_ref(&self, key: &str) -> Result<Option<Digest>, CacheError> {
         let p = self.ref_path(key);

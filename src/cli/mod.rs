@@ -1,6 +1,7 @@
 //! The command line: clap definitions (one file per subcommand), the environment read once
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
+pub mod build;
 pub mod export;
 pub mod image;
 pub mod mkfs;
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image: a base, packages installed into it, an ext4 image in --out.
+    Build(Box<build::BuildArgs>),
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
     /// Pull an image into the verified blob cache and print its manifest digest.
@@ -31,6 +34,7 @@ enum Command {
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Build(args) => build::run(*args),
         Command::Mkfs(args) => mkfs::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),

@@ -1,0 +1,176 @@
+//! `rootsmith build`: base → packages → ext4, writing `OUT/rootfs.ext4`. Deb-specific flags
+//! live in [`DebArgs`].
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::build::{self, Base, Plan};
+use crate::cache::Cache;
+use crate::fetch::Fetcher;
+use crate::pkg::deb::{DebOptions, Progress};
+
+/// Flags for Debian/Ubuntu bases.
+#[derive(Debug, Args)]
+pub struct DebArgs {
+    /// An extra apt source, one-line format: "deb [signed-by=HOST-KEYRING] URI SUITE COMPONENT...".
+    /// Replaces the image's sources for this build unless --keep-image-sources.
+    #[arg(long = "apt-source", value_name = "LINE")]
+    apt_source: Vec<String>,
+    /// Use the image's sources as well as --apt-source ones.
+    #[arg(long)]
+    keep_image_sources: bool,
+    /// Replace the scheme and host of every apt source URI (a local mirror or proxy); with a
+    /// path, replaces the whole archive root.
+    #[arg(long = "apt-mirror", value_name = "URI")]
+    apt_mirror: Option<String>,
+    /// A host keyring (.gpg or .asc) trusted for every apt source, like a file in
+    /// /etc/apt/trusted.gpg.d.
+    #[arg(long = "apt-key", value_name = "KEYRING")]
+    apt_key: Vec<PathBuf>,
+    /// Install Recommends too (apt's default; off here).
+    #[arg(long)]
+    with_recommends: bool,
+    /// Lock file: when it exists, install exactly the set it records; otherwise write it.
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// Debian architecture (default: the base's).
+    #[arg(long = "deb-arch", value_name = "ARCH")]
+    deb_arch: Option<String>,
+}
+
+/// Arguments of `rootsmith build`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  rootsmith build --base rootfs:debian-bookworm-slim.tar.xz --package openssh-server --out out/\n\nNothing is written to OUT unless the whole build succeeds."
+)]
+pub struct BuildArgs {
+    /// The base: rootfs:FILE (a rootfs tarball).
+    #[arg(long, value_name = "REF")]
+    base: Base,
+    /// A package to install (repeatable).
+    #[arg(short, long = "package", value_name = "NAME")]
+    packages: Vec<String>,
+    /// Output directory; rootfs.ext4 is written there.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Download cache (default: $XDG_CACHE_HOME/rootsmith or ~/.cache/rootsmith).
+    #[arg(long, value_name = "DIR", env = "ROOTSMITH_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// Print one JSON object describing the result.
+    #[arg(long)]
+    json: bool,
+    /// No summary.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    deb: DebArgs,
+}
+
+/// Runs `rootsmith build`.
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let epoch = super::source_date_epoch()?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let lock = match &args.deb.lock {
+        Some(p) if p.exists() => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read lock file {}", p.display()))?,
+        ),
+        _ => None,
+    };
+    let xdg = std::env::var("XDG_CACHE_HOME").ok();
+    let home = std::env::var("HOME").ok();
+    let cache_dir = match args.cache_dir.clone() {
+        Some(d) => d,
+        None => {
+            crate::cache::default_root(None, xdg.as_deref(), home.as_deref()).ok_or_else(|| {
+                anyhow::anyhow!("no cache directory: pass --cache-dir DIR or set ROOTSMITH_CACHE")
+            })?
+        }
+    };
+    let plan = Plan {
+        base: args.base.clone(),
+        deb: DebOptions {
+            packages: args.packages.clone(),
+            extra_sources: args.deb.apt_source.clone(),
+            keep_image_sources: args.deb.keep_image_sources,
+            mirror: args.deb.apt_mirror.clone(),
+            extra_keys: args.deb.apt_key.clone(),
+            recommends: args.deb.with_recommends,
+            lock: lock.clone(),
+            arch: args.deb.deb_arch.clone(),
+            now,
+            epoch,
+        },
+        out_dir: args.out.clone(),
+        epoch,
+    };
+    let bar = super::progress::bytes_bar(0, "fetching", args.quiet || args.json);
+    let progress = |p: Progress<'_>| match p {
+        Progress::Downloading { done, total } => {
+            bar.set_length(total);
+            bar.set_position(done.min(total));
+        }
+        Progress::Installing {
+            package,
+            done,
+            total,
+        } => {
+            bar.set_message(format!("installing {package} ({}/{total})", done + 1));
+        }
+    };
+    let result = build::run(
+        &plan,
+        &Cache::open(&cache_dir)
+            .with_context(|| format!("cannot open the cache {}", cache_dir.display()))?,
+        &Fetcher::default(),
+        &progress,
+    );
+    bar.finish_and_clear();
+    let report = result?;
+    if let (Some(p), None, Some(d)) = (&args.deb.lock, &lock, &report.deb) {
+        std::fs::write(p, &d.lock)
+            .with_context(|| format!("cannot write lock file {}", p.display()))?;
+    }
+    if let Some(d) = &report.deb {
+        for w in &d.warnings {
+            eprintln!("rootsmith: warning: {w}");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let v = serde_json::json!({
+            "output": report.image.display().to_string(),
+            "size": report.size,
+            "packages": report.deb.as_ref().map(|d| &d.packages),
+            "deb_bytes": report.deb.as_ref().map(|d| d.deb_bytes),
+            "downloaded": report.deb.as_ref().map(|d| d.downloaded),
+            "deb_timings": report.deb.as_ref().map(|d| d.timings),
+            "warnings": report.deb.as_ref().map(|d| &d.warnings),
+            "seconds": secs,
+        });
+        println!("{v}");
+    } else if !args.quiet {
+        if let Some(d) = &report.deb {
+            eprintln!(
+                "installed {} packages ({} KiB of .debs, {} KiB downloaded)",
+                d.packages.len(),
+                d.deb_bytes / 1024,
+                d.downloaded / 1024
+            );
+        }
+        eprintln!(
+            "wrote {} ({} MiB, {:.2}s)",
+            report.image.display(),
+            report.size >> 20,
+            secs
+        );
+    }
+    Ok(())
+}
