@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod digest;
 pub mod ext4;
+pub mod pkg;
 pub mod tree;
 pub mod unpack;
