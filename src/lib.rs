@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod digest;
+pub mod etc;
 pub mod ext4;
+pub mod fetch;
 pub mod pkg;
 pub mod tree;
 pub mod unpack;

@@ -77,8 +77,10 @@ impl Scan<'_> {
         let mut forced: Option<Tok> = None;
         match self.tok {
             Tok::DigitOrZero if self.s[0] == b'0' => {
-                // Leading zeros: "1.01" sorts below "1.1"; more zeros sort lower.
-                while i < self.s.len() && self.s[i] == b'0' {
+                // Leading zeros (apk-tools 2.14): skip all but the last zero and count them
+                // as a negative token ("1.01" < "1.1", "1.001" < "1.01"); the remaining
+                // digits follow as a number token.
+                while i + 1 < self.s.len() && self.s[i + 1] == b'0' {
                     i += 1;
                 }
                 forced = Some(Tok::Digit);
@@ -88,6 +90,11 @@ impl Scan<'_> {
                 while i < self.s.len() && self.s[i].is_ascii_digit() {
                     v = v.saturating_mul(10).saturating_add(i64::from(self.s[i] - b'0'));
                     i += 1;
+                }
+                if i >= 18 {
+                    // Too many digits for apk-tools' 64-bit tokens: invalid.
+                    self.tok = Tok::Invalid;
+                    return -1;
                 }
             }
             Tok::Letter => {
@@ -313,6 +320,10 @@ mod tests {
 1.0_p10-r0 > 1.0_p9-r0
 0.1.0_alpha_pre2 < 0.1.0_alpha
 1.0.0_pre20191002222144-r0 < 1.0.0_pre20210530193627-r0
+6.0_pre1 < 6.0
+6.1_pre1 < 6.1
+6.0_p1 > 6.0
+6.1_p1 > 6.1
 ";
 
     #[test]
@@ -331,11 +342,30 @@ mod tests {
         }
     }
 
+    /// The whole apk-tools test file, when a copy is at `$APK_VERSION_DATA` (not shipped).
+    #[test]
+    fn apk_tools_version_data_file() {
+        let Ok(path) = std::env::var("APK_VERSION_DATA") else { return };
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut n = 0;
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap().trim();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() != 3 {
+                continue;
+            }
+            let want = match f[1] { "<" => Ordering::Less, "=" => Ordering::Equal, ">" => Ordering::Greater, _ => continue };
+            assert_eq!(compare(f[0], f[2]), want, "{line}");
+            n += 1;
+        }
+        assert!(n > 700);
+    }
+
     #[test]
     fn suffix_order_and_revisions() {
         let order = [
-            "1.0_alpha", "1.0_beta", "1.0_pre", "1.0_rc", "1.0", "1.0_cvs", "1.0_svn", "1.0_git",
-            "1.0_hg", "1.0_p", "1.0_p1", "1.0-r1", "1.0a", "1.0b", "1.0.1",
+            "1.0_alpha", "1.0_beta", "1.0_pre", "1.0_rc", "1.0", "1.0-r1", "1.0_cvs", "1.0_svn",
+            "1.0_git", "1.0_hg", "1.0_p", "1.0_p1", "1.0a", "1.0b", "1.0.1",
         ];
         for w in order.windows(2) {
             assert_eq!(compare(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);

@@ -1,0 +1,200 @@
+//! Unpacking a verified package's data stream into the staging tree and recording what
+//! it brought: directories and files with owners and modes as the tar says, the
+//! `APK-TOOLS.checksum.SHA1` PAX record checked against the content (for symlinks, the
+//! target) and kept for the database's `Z:`. Existing symlinks to directories are kept
+//! (tar `--keep-directory-symlink`), and a file owned by another package is not
+//! overwritten unless this one `replaces` it.
+
+use std::collections::HashMap;
+
+use sha1::Digest as _;
+
+use super::db::{DbDir, DbFile};
+use super::dep::Dep;
+use super::index::Identity;
+use crate::tree::{Kind, Tree};
+use crate::unpack::{EntryError, UnpackOptions};
+
+/// Why a package could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The data stream is broken.
+    #[error("{pkg}: data stream: {why}")]
+    Stream {
+        /// `name-version`.
+        pkg: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// One entry could not be applied.
+    #[error("{pkg}: {path}: {source}")]
+    Entry {
+        /// `name-version`.
+        pkg: String,
+        /// The entry path.
+        path: String,
+        /// What went wrong.
+        source: EntryError,
+    },
+    /// A file's content does not match its recorded checksum.
+    #[error("{pkg}: {path}: content does not match its APK-TOOLS.checksum.SHA1: the package is corrupt")]
+    Checksum {
+        /// `name-version`.
+        pkg: String,
+        /// The file.
+        path: String,
+    },
+    /// The file belongs to another package.
+    #[error("{pkg}: /{path} is already owned by {owner}: the packages conflict (neither replaces the other)")]
+    FileConflict {
+        /// `name-version`.
+        pkg: String,
+        /// The file.
+        path: String,
+        /// The owning package's name.
+        owner: String,
+    },
+}
+
+fn hex_sha1(v: &[u8]) -> Option<[u8; 20]> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    if s.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Unpacks `data_gz` (the package's raw data member) into `tree`. `owners` maps paths
+/// (no leading `/`) to the name of the package owning them; it is updated.
+pub fn extract(
+    tree: &mut Tree,
+    data_gz: &[u8],
+    pkg: &str,
+    nv: &str,
+    replaces: &[Dep],
+    owners: &mut HashMap<String, String>,
+) -> Result<Vec<DbDir>, InstallError> {
+    let stream = |why: String| InstallError::Stream {
+        pkg: nv.to_string(),
+        why,
+    };
+    let mut dirs: Vec<DbDir> = Vec::new();
+    let mut dir_at: HashMap<String, usize> = HashMap::new();
+    let opts = UnpackOptions::default();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data_gz));
+    let entries = ar.entries().map_err(|e| stream(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| stream(e.to_string()))?;
+        let raw = entry.path_bytes().into_owned();
+        let names = crate::tree::path::normalize(&raw).map_err(|()| InstallError::Entry {
+            pkg: nv.to_string(),
+            path: String::from_utf8_lossy(&raw).into_owned(),
+            source: EntryError::Traversal,
+        })?;
+        if names.is_empty() {
+            continue;
+        }
+        let rel = String::from_utf8_lossy(&names.join(&b'/')).into_owned();
+        let abs = format!("/{rel}");
+        let entry_err = |source: EntryError| InstallError::Entry {
+            pkg: nv.to_string(),
+            path: rel.clone(),
+            source,
+        };
+        let mut want = None;
+        if let Some(exts) = entry.pax_extensions().map_err(|e| stream(e.to_string()))? {
+            for ext in exts.flatten() {
+                if ext.key_bytes() == b"APK-TOOLS.checksum.SHA1" {
+                    want = hex_sha1(ext.value_bytes());
+                }
+            }
+        }
+        let etype = entry.header().entry_type();
+        let header_acl = || -> (u32, u32, u16) {
+            let h = entry.header();
+            (
+                h.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0),
+                h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0),
+                (h.mode().unwrap_or(0o755) & 0o7777) as u16,
+            )
+        };
+        if etype.is_dir() {
+            let kept_symlink = matches!(tree.lookup_nofollow(abs.as_bytes()).map(|id| &tree.inode(id).kind), Some(Kind::Symlink(_)))
+                && tree.lookup(abs.as_bytes()).is_some_and(|id| tree.inode(id).is_dir());
+            let acl = header_acl();
+            if !kept_symlink {
+                crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+            }
+            match dir_at.get(&rel) {
+                Some(&i) => dirs[i].acl = Some(acl),
+                None => {
+                    dir_at.insert(rel.clone(), dirs.len());
+                    dirs.push(DbDir {
+                        name: rel.clone(),
+                        acl: Some(acl),
+                        files: Vec::new(),
+                    });
+                }
+            }
+            continue;
+        }
+        if let Some(owner) = owners.get(&rel) {
+            if owner != pkg && !replaces.iter().any(|r| &r.name == owner) {
+                return Err(InstallError::FileConflict {
+                    pkg: nv.to_string(),
+                    path: rel,
+                    owner: owner.clone(),
+                });
+            }
+        }
+        crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+        let id = tree.lookup_nofollow(abs.as_bytes()).ok_or_else(|| stream(format!("{rel} vanished after unpacking")))?;
+        let inode = tree.inode(id);
+        let found: Option<[u8; 20]> = match &inode.kind {
+            Kind::File(c) => {
+                let bytes = tree.store().read_all(c).map_err(|e| stream(format!("{rel}: {e}")))?;
+                Some(sha1::Sha1::digest(&bytes).into())
+            }
+            Kind::Symlink(t) => Some(sha1::Sha1::digest(t).into()),
+            _ => None,
+        };
+        if let (Some(w), Some(f)) = (want, found) {
+            if w != f {
+                return Err(InstallError::Checksum {
+                    pkg: nv.to_string(),
+                    path: rel,
+                });
+            }
+        }
+        let m = &inode.meta;
+        let mode = if matches!(inode.kind, Kind::Symlink(_)) { 0o777 } else { m.mode };
+        let acl = (m.uid, m.gid, mode);
+        let (dir, name) = match rel.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (String::new(), rel.clone()),
+        };
+        let di = match dir_at.get(&dir) {
+            Some(&i) => i,
+            None => {
+                dir_at.insert(dir.clone(), dirs.len());
+                dirs.push(DbDir {
+                    name: dir,
+                    acl: None,
+                    files: Vec::new(),
+                });
+                dirs.len() - 1
+            }
+        };
+        dirs[di].files.push(DbFile {
+            name,
+            acl: Some(acl),
+            checksum: found.map(Identity),
+        });
+        owners.insert(rel, pkg.to_string());
+    }
+    Ok(dirs)
+}
