@@ -1,6 +1,7 @@
 //! The command line: clap definitions (one file per subcommand), the environment read once
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
+pub mod build;
 pub mod mkfs;
 pub mod progress;
 
@@ -18,6 +19,8 @@ pub struct Cli {
 enum Command {
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
+    /// Build an image: base → packages → ext4 (OUT/rootfs.ext4).
+    Build(build::BuildArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -25,6 +28,7 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Mkfs(args) => mkfs::run(args),
+        Command::Build(args) => build::run(args),
     }
 }
 
