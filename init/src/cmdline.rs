@@ -76,7 +76,11 @@ pub enum IpConfig {
     Off,
     /// `ip=dhcp|on|any|bootp|both|rarp`, or a full form with an autoconf protocol and no
     /// client address. `device` is `None` when the field was empty.
-    Dhcp { device: Option<String>, hostname: Option<String>, dns: Vec<Ipv4Addr> },
+    Dhcp {
+        device: Option<String>,
+        hostname: Option<String>,
+        dns: Vec<Ipv4Addr>,
+    },
     /// A client address was given.
     Static(StaticIp),
 }
@@ -105,7 +109,7 @@ pub fn parse_netmask(s: &str) -> Option<u8> {
     let m = u32::from(s.parse::<Ipv4Addr>().ok()?);
     let ones = m.leading_ones();
     // Contiguous: after the leading ones, only zeros.
-    (m.checked_shl(ones).unwrap_or(0) == 0).then(|| ones as u8)
+    (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
 
 /// The kernel's default when the netmask field is empty: the address's class.
@@ -129,7 +133,11 @@ fn text_field(s: Option<&str>) -> Option<String> {
 pub fn parse_ip(value: &str) -> IpConfig {
     if !value.contains(':') {
         return if is_dynamic_proto(value) {
-            IpConfig::Dhcp { device: None, hostname: None, dns: Vec::new() }
+            IpConfig::Dhcp {
+                device: None,
+                hostname: None,
+                dns: Vec::new(),
+            }
         } else {
             IpConfig::Off
         };
@@ -141,19 +149,31 @@ pub fn parse_ip(value: &str) -> IpConfig {
     let hostname = text_field(get(4)).filter(|h| valid_hostname(h));
     let device = text_field(get(5)).filter(|d| d.len() < 16 && !d.contains('/'));
     let autoconf = get(6).unwrap_or("");
-    let dns: Vec<Ipv4Addr> =
-        [get(7), get(8)].into_iter().filter_map(ip_field).filter(|a| !a.is_unspecified()).collect();
+    let dns: Vec<Ipv4Addr> = [get(7), get(8)]
+        .into_iter()
+        .filter_map(ip_field)
+        .filter(|a| !a.is_unspecified())
+        .collect();
     match client.filter(|c| !c.is_unspecified()) {
         Some(address) => {
             let prefix_len = get(3)
                 .filter(|s| !s.is_empty())
                 .and_then(parse_netmask)
                 .unwrap_or_else(|| classful_prefix(address));
-            IpConfig::Static(StaticIp { address, prefix_len, gateway, hostname, device, dns })
+            IpConfig::Static(StaticIp {
+                address,
+                prefix_len,
+                gateway,
+                hostname,
+                device,
+                dns,
+            })
         }
-        None if autoconf.is_empty() || is_dynamic_proto(autoconf) => {
-            IpConfig::Dhcp { device, hostname, dns }
-        }
+        None if autoconf.is_empty() || is_dynamic_proto(autoconf) => IpConfig::Dhcp {
+            device,
+            hostname,
+            dns,
+        },
         None => IpConfig::Off,
     }
 }
@@ -191,14 +211,17 @@ pub struct Config {
     pub shutdown: Option<ShutdownMode>,
     /// `rootsmith.cgroup=0` disables the cgroup2 mount.
     pub cgroup: bool,
+    /// The kernel's `quiet`: init prints only errors and milestones.
+    pub quiet: bool,
     /// Unknown or malformed values, for the log (key, why).
     pub warnings: Vec<String>,
 }
 
 /// `reboot=` items that name a reboot method (arch/x86/kernel/reboot.c); `warm`, `cold` and
 /// friends only tune it.
-const REBOOT_TYPES: &[&str] =
-    &["k", "kbd", "t", "triple", "b", "bios", "a", "acpi", "e", "efi", "p", "pci"];
+const REBOOT_TYPES: &[&str] = &[
+    "k", "kbd", "t", "triple", "b", "bios", "a", "acpi", "e", "efi", "p", "pci",
+];
 
 fn truthy(v: Option<&str>) -> Option<bool> {
     match v {
@@ -210,25 +233,37 @@ fn truthy(v: Option<&str>) -> Option<bool> {
 
 /// Interpret the parameters. Never panics; bad values become warnings.
 pub fn parse(line: &str) -> Config {
-    let mut c = Config { cgroup: true, ..Config::default() };
+    let mut c = Config {
+        cgroup: true,
+        ..Config::default()
+    };
     for p in tokenize(line) {
         let v = p.value.as_deref();
         match p.key.as_str() {
             "ip" => c.ip = Some(parse_ip(v.unwrap_or(""))),
+            "quiet" => c.quiet = true,
             "smolvm.network" => c.guest_network = v == Some("guest"),
             "rootsmith.hostname" | "smolvm.hostname" => match v {
                 Some(h) if valid_hostname(h) => c.hostname = Some(h.to_string()),
-                _ => c.warnings.push(format!("{}: not a valid host name, ignored", p.key)),
+                _ => c
+                    .warnings
+                    .push(format!("{}: not a valid host name, ignored", p.key)),
             },
             "rootsmith.authorized_key_b64" | "smolvm.authorized_key_b64" => match v {
                 Some(k) if !k.is_empty() => c.authorized_keys_b64.push(k.to_string()),
                 _ => c.warnings.push(format!("{}: empty, ignored", p.key)),
             },
             "rootsmith.modules" => {
-                for m in v.unwrap_or("").split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                for m in v
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                {
                     let m = m.replace('-', "_");
                     if m.contains('/') || m.contains('\0') || m.len() > 64 {
-                        c.warnings.push(format!("rootsmith.modules: bad module name {m:?}"));
+                        c.warnings
+                            .push(format!("rootsmith.modules: bad module name {m:?}"));
                     } else if !c.modules.contains(&m) {
                         c.modules.push(m);
                     }
@@ -247,11 +282,13 @@ pub fn parse(line: &str) -> Config {
             },
             "rootsmith.cgroup" => match truthy(v) {
                 Some(b) => c.cgroup = b,
-                None => c.warnings.push("rootsmith.cgroup: expected 0 or 1; ignored".into()),
+                None => c
+                    .warnings
+                    .push("rootsmith.cgroup: expected 0 or 1; ignored".into()),
             },
-            k if k.starts_with("rootsmith.") => {
-                c.warnings.push(format!("{k}: unknown rootsmith key, ignored"))
-            }
+            k if k.starts_with("rootsmith.") => c
+                .warnings
+                .push(format!("{k}: unknown rootsmith key, ignored")),
             _ => {}
         }
     }
@@ -270,23 +307,37 @@ mod tests {
     #[test]
     fn tokenize_quotes_and_double_dash() {
         let t = tokenize(r#"console=ttyS0 a="b c" "d=e f" bare  -- x=y"#);
-        let kv: Vec<(&str, Option<&str>)> =
-            t.iter().map(|p| (p.key.as_str(), p.value.as_deref())).collect();
+        let kv: Vec<(&str, Option<&str>)> = t
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_deref()))
+            .collect();
         assert_eq!(
             kv,
-            vec![("console", Some("ttyS0")), ("a", Some("b c")), ("d", Some("e f")), ("bare", None)]
+            vec![
+                ("console", Some("ttyS0")),
+                ("a", Some("b c")),
+                ("d", Some("e f")),
+                ("bare", None)
+            ]
         );
     }
 
     #[test]
     fn tokenize_unterminated_quote_takes_rest() {
         let t = tokenize("a=\"x y");
-        assert_eq!(t, vec![Param { key: "a".into(), value: Some("x y".into()) }]);
+        assert_eq!(
+            t,
+            vec![Param {
+                key: "a".into(),
+                value: Some("x y".into())
+            }]
+        );
     }
 
     #[test]
     fn smolvm_static_ip() {
-        let c = parse("console=ttyS0 reboot=k panic=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
+        let c =
+            parse("console=ttyS0 reboot=k panic=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
         assert_eq!(
             c.ip,
             Some(IpConfig::Static(StaticIp {
@@ -303,8 +354,12 @@ mod tests {
 
     #[test]
     fn full_form_with_dns_and_hostname() {
-        let c = parse_ip("192.168.1.5:192.168.1.1:192.168.1.1:255.255.0.0:box:eth1:none:1.1.1.1:9.9.9.9:ntp");
-        let IpConfig::Static(s) = c else { panic!("static expected: {c:?}") };
+        let c = parse_ip(
+            "192.168.1.5:192.168.1.1:192.168.1.1:255.255.0.0:box:eth1:none:1.1.1.1:9.9.9.9:ntp",
+        );
+        let IpConfig::Static(s) = c else {
+            panic!("static expected: {c:?}")
+        };
         assert_eq!(s.prefix_len, 16);
         assert_eq!(s.hostname.as_deref(), Some("box"));
         assert_eq!(s.device.as_deref(), Some("eth1"));
@@ -319,15 +374,21 @@ mod tests {
         for s in ["off", "none", "", "garbage"] {
             assert_eq!(parse_ip(s), IpConfig::Off, "{s}");
         }
-        assert!(matches!(parse_ip(":::::eth0:dhcp"), IpConfig::Dhcp { device: Some(d), .. } if d == "eth0"));
+        assert!(
+            matches!(parse_ip(":::::eth0:dhcp"), IpConfig::Dhcp { device: Some(d), .. } if d == "eth0")
+        );
         assert_eq!(parse_ip(":::::eth0:off"), IpConfig::Off);
     }
 
     #[test]
     fn empty_netmask_is_classful_and_prefix_form_accepted() {
-        let IpConfig::Static(s) = parse_ip("10.1.2.3::::::off") else { panic!() };
+        let IpConfig::Static(s) = parse_ip("10.1.2.3::::::off") else {
+            panic!()
+        };
         assert_eq!(s.prefix_len, 8);
-        let IpConfig::Static(s) = parse_ip("172.16.0.2::172.16.0.1:24::eth0:off") else { panic!() };
+        let IpConfig::Static(s) = parse_ip("172.16.0.2::172.16.0.1:24::eth0:off") else {
+            panic!()
+        };
         assert_eq!(s.prefix_len, 24);
         assert_eq!(parse_netmask("255.0.255.0"), None);
         assert_eq!(parse_netmask("255.255.255.255"), Some(32));
@@ -349,7 +410,8 @@ mod tests {
 
     #[test]
     fn shutdown_and_flags() {
-        let c = parse("rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1");
+        let c = parse("rootsmith.shutdown=halt smolvm.network=guest rootsmith.cgroup=0 rootsmith.bogus=1 quiet");
+        assert!(c.quiet);
         assert_eq!(c.shutdown, Some(ShutdownMode::Halt));
         assert!(c.guest_network);
         assert!(!c.cgroup);

@@ -32,7 +32,13 @@ pub struct Lease {
 }
 
 /// Build a client message. `requested`/`server` go into options 50/54 (REQUEST).
-pub fn build(msg_type: u8, xid: u32, mac: [u8; 6], requested: Option<Ipv4Addr>, server: Option<Ipv4Addr>) -> Vec<u8> {
+pub fn build(
+    msg_type: u8,
+    xid: u32,
+    mac: [u8; 6],
+    requested: Option<Ipv4Addr>,
+    server: Option<Ipv4Addr>,
+) -> Vec<u8> {
     let mut p = vec![0u8; 236];
     p[0] = 1; // BOOTREQUEST
     p[1] = 1; // Ethernet
@@ -74,10 +80,18 @@ fn text(b: &[u8]) -> Option<String> {
 
 /// Parse a server reply for transaction `xid`. `None` if it is not a well-formed reply to us.
 pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Option<Lease> {
-    if p.len() < 240 || p[0] != 2 || p[4..8] != xid.to_be_bytes() || p[28..34] != mac || p[236..240] != MAGIC {
+    if p.len() < 240
+        || p[0] != 2
+        || p[4..8] != xid.to_be_bytes()
+        || p[28..34] != mac
+        || p[236..240] != MAGIC
+    {
         return None;
     }
-    let mut l = Lease { xid, ..Lease::default() };
+    let mut l = Lease {
+        xid,
+        ..Lease::default()
+    };
     let yi = ip4(&p[16..20])?;
     l.address = (!yi.is_unspecified()).then_some(yi);
     let mut i = 240usize;
@@ -101,7 +115,13 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Option<Lease> {
                 }
             }
             3 if len >= 4 => l.router = ip4(v).filter(|a| !a.is_unspecified()),
-            6 => l.dns = v.chunks_exact(4).filter_map(ip4).filter(|a| !a.is_unspecified()).collect(),
+            6 => {
+                l.dns = v
+                    .chunks_exact(4)
+                    .filter_map(ip4)
+                    .filter(|a| !a.is_unspecified())
+                    .collect()
+            }
             12 => l.hostname = text(v),
             15 => l.domain = text(v),
             51 if len == 4 => l.lease_secs = Some(u32::from_be_bytes(v.try_into().ok()?)),
@@ -116,7 +136,11 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Option<Lease> {
 /// The interface's MAC address from sysfs.
 pub fn mac_of(dev: &str) -> Option<[u8; 6]> {
     let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/address")).ok()?;
-    let v: Vec<u8> = s.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .collect();
     v.try_into().ok()
 }
 
@@ -131,7 +155,14 @@ fn random_xid() -> u32 {
     u32::from_ne_bytes(b)
 }
 
-fn exchange(sock: &UdpSocket, msg: &[u8], xid: u32, mac: [u8; 6], want: &[u8], wait: Duration) -> io::Result<Option<Lease>> {
+fn exchange(
+    sock: &UdpSocket,
+    msg: &[u8],
+    xid: u32,
+    mac: [u8; 6],
+    want: &[u8],
+    wait: Duration,
+) -> io::Result<Option<Lease>> {
     let dst = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
     sock.send_to(msg, dst)?;
     let deadline = sys::monotonic() + wait;
@@ -150,7 +181,12 @@ fn exchange(sock: &UdpSocket, msg: &[u8], xid: u32, mac: [u8; 6], want: &[u8], w
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(None)
             }
             Err(e) => return Err(e),
@@ -161,14 +197,22 @@ fn exchange(sock: &UdpSocket, msg: &[u8], xid: u32, mac: [u8; 6], want: &[u8], w
 /// Run DISCOVER/REQUEST on `dev` (already up) until ACK, trying `attempts` times with a
 /// doubling wait starting at 1 s. `requested` asks for a previous address (renewal).
 pub fn obtain(dev: &str, attempts: u32, requested: Option<Ipv4Addr>) -> io::Result<Lease> {
-    let mac = mac_of(dev).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no MAC for {dev}")))?;
+    let mac = mac_of(dev)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no MAC for {dev}")))?;
     let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68))?;
     sock.set_broadcast(true)?;
     sys::bind_to_device(sock.as_raw_fd(), dev)?;
     let mut wait = Duration::from_secs(1);
     for _ in 0..attempts.max(1) {
         let xid = random_xid();
-        let offer = match exchange(&sock, &build(DISCOVER, xid, mac, requested, None), xid, mac, &[OFFER], wait)? {
+        let offer = match exchange(
+            &sock,
+            &build(DISCOVER, xid, mac, requested, None),
+            xid,
+            mac,
+            &[OFFER],
+            wait,
+        )? {
             Some(o) => o,
             None => {
                 wait = (wait * 2).min(Duration::from_secs(8));
@@ -182,7 +226,10 @@ pub fn obtain(dev: &str, attempts: u32, requested: Option<Ipv4Addr>) -> io::Resu
             _ => wait = (wait * 2).min(Duration::from_secs(8)),
         }
     }
-    Err(io::Error::new(io::ErrorKind::TimedOut, format!("no DHCP lease on {dev}")))
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no DHCP lease on {dev}"),
+    ))
 }
 
 #[cfg(test)]
@@ -198,7 +245,9 @@ mod tests {
         p[16..20].copy_from_slice(&[10, 0, 2, 15]);
         p.truncate(240);
         p.extend_from_slice(&[53, 1, ty, 1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 2, 2]);
-        p.extend_from_slice(&[6, 8, 10, 0, 2, 3, 1, 1, 1, 1, 51, 4, 0, 1, 81, 128, 54, 4, 10, 0, 2, 2, 255]);
+        p.extend_from_slice(&[
+            6, 8, 10, 0, 2, 3, 1, 1, 1, 1, 51, 4, 0, 1, 81, 128, 54, 4, 10, 0, 2, 2, 255,
+        ]);
         p
     }
 
@@ -217,7 +266,10 @@ mod tests {
         assert_eq!(l.address, Some(Ipv4Addr::new(10, 0, 2, 15)));
         assert_eq!(l.prefix_len, Some(24));
         assert_eq!(l.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
-        assert_eq!(l.dns, vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(1, 1, 1, 1)]);
+        assert_eq!(
+            l.dns,
+            vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(1, 1, 1, 1)]
+        );
         assert_eq!(l.lease_secs, Some(86400));
         assert_eq!(l.server, Some(Ipv4Addr::new(10, 0, 2, 2)));
         assert!(parse(&reply(7, OFFER), 8, MAC).is_none(), "wrong xid");

@@ -9,7 +9,11 @@ pub const DEFAULT: &str = "rootsmith";
 
 /// Pure: pick the host name.
 pub fn choose(cmdline: Option<&str>, ip_field: Option<&str>, etc_hostname: Option<&str>) -> String {
-    let etc = etc_hostname.and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')));
+    let etc = etc_hostname.and_then(|s| {
+        s.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+    });
     [cmdline, ip_field, etc]
         .into_iter()
         .flatten()
@@ -20,7 +24,8 @@ pub fn choose(cmdline: Option<&str>, ip_field: Option<&str>, etc_hostname: Optio
 
 /// Pure: the new `/etc/hosts`, or `None` when `name` already resolves there.
 pub fn hosts_with(existing: Option<&str>, name: &str) -> Option<String> {
-    let text = existing.unwrap_or("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let text =
+        existing.unwrap_or("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let has = text.lines().any(|l| {
         let l = l.split('#').next().unwrap_or("");
         let mut w = l.split_whitespace();
@@ -72,10 +77,15 @@ mod tests {
 
     #[test]
     fn hosts_line() {
-        assert_eq!(hosts_with(Some("127.0.0.1 localhost\n127.0.1.1 vm # me\n"), "vm"), None);
+        assert_eq!(
+            hosts_with(Some("127.0.0.1 localhost\n127.0.1.1 vm # me\n"), "vm"),
+            None
+        );
         let h = hosts_with(Some("127.0.0.1 localhost"), "vm").expect("changed");
         assert_eq!(h, "127.0.0.1 localhost\n127.0.1.1\tvm\n");
-        assert!(hosts_with(None, "vm").expect("created").contains("localhost"));
+        assert!(hosts_with(None, "vm")
+            .expect("created")
+            .contains("localhost"));
     }
 
     proptest! {

@@ -62,7 +62,10 @@ pub fn decode_keys(b64: &str) -> Result<Vec<String>, String> {
         return Err("decoded value holds no key".into());
     }
     if let Some(bad) = lines.iter().find(|l| !looks_like_key(l)) {
-        return Err(format!("decoded line is not an OpenSSH public key ({} bytes)", bad.len()));
+        return Err(format!(
+            "decoded line is not an OpenSSH public key ({} bytes)",
+            bad.len()
+        ));
     }
     Ok(lines)
 }
@@ -70,7 +73,10 @@ pub fn decode_keys(b64: &str) -> Result<Vec<String>, String> {
 /// A public key line: `[options] type base64 [comment]` with a known key type.
 fn looks_like_key(l: &str) -> bool {
     l.split_whitespace().any(|w| {
-        w.starts_with("ssh-") || w.starts_with("ecdsa-sha2-") || w.starts_with("sk-ssh-") || w.starts_with("sk-ecdsa-")
+        w.starts_with("ssh-")
+            || w.starts_with("ecdsa-sha2-")
+            || w.starts_with("sk-ssh-")
+            || w.starts_with("sk-ecdsa-")
     }) && !l.contains('\0')
 }
 
@@ -106,7 +112,11 @@ pub fn install_authorized(values: &[String]) {
     let mut keys: Vec<String> = Vec::new();
     for (i, v) in values.iter().enumerate() {
         match decode_keys(v) {
-            Ok(ks) => keys.extend(ks.into_iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>()),
+            Ok(ks) => keys.extend(
+                ks.into_iter()
+                    .filter(|k| !keys.contains(k))
+                    .collect::<Vec<_>>(),
+            ),
             Err(e) => warn!("authorized_key_b64 #{}: {e}; ignored", i + 1),
         }
     }
@@ -126,7 +136,10 @@ pub fn install_authorized(values: &[String]) {
         std::fs::rename(tmp, path)
     })();
     match r {
-        Ok(()) => info!("authorized_keys: {} key(s) from the command line", keys.len()),
+        Ok(()) => info!(
+            "authorized_keys: {} key(s) from the command line",
+            keys.len()
+        ),
         Err(e) => warn!("write {}: {e}", path.display()),
     }
 }
@@ -151,7 +164,10 @@ mod tests {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut s = String::new();
         for ch in bytes.chunks(3) {
-            let n = ch.iter().enumerate().fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
+            let n = ch
+                .iter()
+                .enumerate()
+                .fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..4 {
                 if i <= ch.len() {
                     s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -166,7 +182,10 @@ mod tests {
     #[test]
     fn decodes_a_key() {
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq test@host\n";
-        assert_eq!(decode_keys(&b64(key.as_bytes())), Ok(vec![key.trim().to_string()]));
+        assert_eq!(
+            decode_keys(&b64(key.as_bytes())),
+            Ok(vec![key.trim().to_string()])
+        );
         assert!(decode_keys("!!!").is_err());
         assert!(decode_keys(&b64(b"hello world")).is_err());
         assert!(decode_keys(&b64(&[0xff, 0xfe])).is_err());
@@ -195,7 +214,7 @@ mod tests {
 
         #[test]
         fn merge_is_idempotent(existing in "[a-z \\n#]{0,100}", k in "ssh-ed25519 [A-Za-z0-9]{1,20}") {
-            let once = merge_authorized(&existing, &[k.clone()]);
+            let once = merge_authorized(&existing, std::slice::from_ref(&k));
             prop_assert_eq!(merge_authorized(&once, &[k]), once);
         }
     }

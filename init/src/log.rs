@@ -18,10 +18,16 @@ struct State {
     files_ready: bool,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { pending: Vec::new(), files_ready: false });
+static STATE: Mutex<State> = Mutex::new(State {
+    pending: Vec::new(),
+    files_ready: false,
+});
 
 const ROOTSMITH_JSONL: &str = "/run/rootsmith/boot.jsonl";
-const SMOLVM_JSONL: [&str; 2] = ["/run/smolvm/boot-milestones.jsonl", "/run/smolvm/milestones.jsonl"];
+const SMOLVM_JSONL: [&str; 2] = [
+    "/run/smolvm/boot-milestones.jsonl",
+    "/run/smolvm/milestones.jsonl",
+];
 
 /// Print one line on the console.
 pub fn line(msg: &str) {
@@ -30,10 +36,24 @@ pub fn line(msg: &str) {
     let _ = out.flush();
 }
 
-/// `info!("...")`: a console line.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With the kernel's `quiet`, informational lines are dropped (errors and milestones stay).
+pub fn set_quiet(q: bool) {
+    QUIET.store(q, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An informational console line (dropped under `quiet`).
+pub fn info_line(msg: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        line(msg);
+    }
+}
+
+/// `info!("...")`: an informational console line.
 #[macro_export]
 macro_rules! info {
-    ($($t:tt)*) => { $crate::log::line(&format!($($t)*)) };
+    ($($t:tt)*) => { $crate::log::info_line(&format!($($t)*)) };
 }
 
 /// `warn!("...")`: a console line marked as an error; boot goes on.
@@ -75,7 +95,10 @@ pub fn milestone(stage: &str) {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "rootsmith-init: {stage} {up:.6}s");
-        let _ = writeln!(out, "SMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up:.6}");
+        let _ = writeln!(
+            out,
+            "SMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up:.6}"
+        );
         let _ = out.flush();
     }
     let rec = records(stage, up, epoch);
@@ -128,7 +151,10 @@ mod tests {
     #[test]
     fn smolvm_record_shape() {
         let (r, s) = records("init-start", 2.5, 1_700_000_000);
-        assert_eq!(s, r#"{"stage":"init-start","epoch_s":1700000000,"uptime_s":2.500000}"#);
+        assert_eq!(
+            s,
+            r#"{"stage":"init-start","epoch_s":1700000000,"uptime_s":2.500000}"#
+        );
         assert!(r.starts_with(r#"{"stage":"init-start","uptime_s":2.5"#));
     }
 }

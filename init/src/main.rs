@@ -18,6 +18,7 @@ mod modules;
 mod mount;
 mod net;
 mod netlink;
+mod power;
 mod reap;
 mod shutdown;
 mod supervise;
@@ -48,11 +49,16 @@ fn not_pid1() -> i32 {
         }
         Some("--parse-cmdline") => {
             let c = cmdline::parse(args.get(1).map_or("", String::as_str));
-            println!("{c:#?}\nnetwork: {:?}", net::plan(c.ip.as_ref(), c.guest_network));
+            println!(
+                "{c:#?}\nnetwork: {:?}",
+                net::plan(c.ip.as_ref(), c.guest_network)
+            );
             0
         }
         _ => {
-            eprintln!("rootsmith-init: not PID 1; this is the /init of a rootsmith image (try --version)");
+            eprintln!(
+                "rootsmith-init: not PID 1; this is the /init of a rootsmith image (try --version)"
+            );
             2
         }
     }
@@ -64,14 +70,21 @@ fn is_executable(p: &str) -> bool {
 }
 
 fn find_in_path(name: &str) -> Option<String> {
-    supervise::PATH.split(':').map(|d| format!("{d}/{name}")).find(|p| is_executable(p))
+    supervise::PATH
+        .split(':')
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| is_executable(p))
 }
 
 /// The services to run, built-ins first.
 fn services() -> Vec<Spec> {
     let mut specs = Vec::new();
     if is_executable(AGENT) {
-        specs.push(Spec { name: "smolvm-guest-agent".into(), argv: vec![AGENT.into(), "--listen".into(), "vsock://1024".into()], prestart: vec![] });
+        specs.push(Spec {
+            name: "smolvm-guest-agent".into(),
+            argv: vec![AGENT.into(), "--listen".into(), "vsock://1024".into()],
+            prestart: vec![],
+        });
     }
     match std::fs::read(SERVICES) {
         Ok(bytes) => {
@@ -82,7 +95,10 @@ fn services() -> Vec<Spec> {
             }
             for s in more {
                 if specs.iter().any(|x| x.name == s.name) {
-                    warn!("{SERVICES}: service {:?} clashes with a built-in one; ignored", s.name);
+                    warn!(
+                        "{SERVICES}: service {:?} clashes with a built-in one; ignored",
+                        s.name
+                    );
                 } else {
                     specs.push(s);
                 }
@@ -95,11 +111,24 @@ fn services() -> Vec<Spec> {
         let mut prestart = Vec::new();
         if !keys::have_host_key(Path::new("/etc/ssh")) {
             match find_in_path("ssh-keygen") {
-                Some(kg) => prestart.push(vec![kg, "-q".into(), "-t".into(), "ed25519".into(), "-N".into(), String::new(), "-f".into(), "/etc/ssh/ssh_host_ed25519_key".into()]),
+                Some(kg) => prestart.push(vec![
+                    kg,
+                    "-q".into(),
+                    "-t".into(),
+                    "ed25519".into(),
+                    "-N".into(),
+                    String::new(),
+                    "-f".into(),
+                    "/etc/ssh/ssh_host_ed25519_key".into(),
+                ]),
                 None => warn!("no SSH host key and no ssh-keygen: sshd will fail"),
             }
         }
-        specs.push(Spec { name: "sshd".into(), argv: vec![SSHD.into(), "-D".into(), "-e".into()], prestart });
+        specs.push(Spec {
+            name: "sshd".into(),
+            argv: vec![SSHD.into(), "-D".into(), "-e".into()],
+            prestart,
+        });
     } else {
         info!("no {SSHD}: not starting sshd");
     }
@@ -133,6 +162,7 @@ fn pid1() {
         String::new()
     });
     let cfg = cmdline::parse(line.trim_end());
+    log::set_quiet(cfg.quiet);
     for w in &cfg.warnings {
         warn!("cmdline: {w}");
     }
@@ -146,40 +176,59 @@ fn pid1() {
         _ => None,
     };
     host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
-    keys::install_authorized(&cfg.authorized_keys_b64);
-
-    // Modules and network on their own thread: services do not wait for DHCP.
-    let modules_wanted = cfg.modules.clone();
-    let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
-    let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
-    let net_thread = std::thread::Builder::new().name("net".into()).spawn(move || {
-        if !modules_wanted.is_empty() {
-            log::milestone("modules-start");
-            modules::load(&modules_wanted);
-            log::milestone("modules-done");
-        }
-        net::run(plan);
-    });
-    if let Err(e) = net_thread {
-        warn!("network thread: {e}");
-    }
 
     log::milestone("services-start");
+    let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
     let mut specs = services();
     if hook {
-        specs.insert(0, Spec { name: "smolvm-network-hook".into(), argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()], prestart: vec![] });
+        specs.insert(
+            0,
+            Spec {
+                name: "smolvm-network-hook".into(),
+                argv: vec!["/etc/smolvm/network.sh".into(), "eth0".into()],
+                prestart: vec![],
+            },
+        );
     }
     let mut sup = Supervisor::new(specs);
     sup.tick(sys::monotonic());
     log::milestone("services-started");
+    // sshd reads authorized_keys at login, not at start: off the path to the first service.
+    keys::install_authorized(&cfg.authorized_keys_b64);
+    // Modules and network on their own thread, after the services are spawned: nothing
+    // waits for module loading or DHCP.
+    let modules_wanted = cfg.modules.clone();
+    let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
+    let net_thread = std::thread::Builder::new()
+        .name("net".into())
+        .spawn(move || {
+            if !modules_wanted.is_empty() {
+                log::milestone("modules-start");
+                modules::load(&modules_wanted);
+                log::milestone("modules-done");
+            }
+            power::watch();
+            net::run(plan);
+        });
+    if let Err(e) = net_thread {
+        warn!("network thread: {e}");
+    }
+
     log::milestone("init-complete");
     main_loop(&cfg, &mut sup, sigfd);
 }
 
-fn main_loop(cfg: &cmdline::Config, sup: &mut Supervisor, sigfd: Option<std::os::fd::OwnedFd>) -> ! {
+fn main_loop(
+    cfg: &cmdline::Config,
+    sup: &mut Supervisor,
+    sigfd: Option<std::os::fd::OwnedFd>,
+) -> ! {
     loop {
         let now = sys::monotonic();
-        let timeout = sup.next_deadline().map(|t| t.saturating_sub(now)).unwrap_or(Duration::from_secs(60));
+        let timeout = sup
+            .next_deadline()
+            .map(|t| t.saturating_sub(now))
+            .unwrap_or(Duration::from_secs(60));
         let sigs = match &sigfd {
             Some(fd) => sys::read_signals(fd, Some(timeout.max(Duration::from_millis(1)))),
             None => {

@@ -31,7 +31,9 @@ pub fn name_of(path: &str) -> String {
 pub fn parse_modules_dep(text: &str) -> BTreeMap<String, (String, Vec<String>)> {
     let mut m = BTreeMap::new();
     for line in text.lines() {
-        let Some((path, deps)) = line.split_once(':') else { continue };
+        let Some((path, deps)) = line.split_once(':') else {
+            continue;
+        };
         let path = path.trim();
         if path.is_empty() {
             continue;
@@ -48,7 +50,12 @@ pub fn modinfo_depends(image: &[u8]) -> Vec<String> {
     let info = elf_section(image, ".modinfo").unwrap_or(image);
     for entry in info.split(|b| *b == 0) {
         if let Some(v) = entry.strip_prefix(b"depends=") {
-            return String::from_utf8_lossy(v).split(',').map(str::trim).filter(|s| !s.is_empty()).map(norm).collect();
+            return String::from_utf8_lossy(v)
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(norm)
+                .collect();
         }
     }
     Vec::new()
@@ -94,7 +101,13 @@ pub fn elf_section<'a>(b: &'a [u8], name: &str) -> Option<&'a [u8]> {
 /// once, cycles broken (a module already on the stack is skipped). Unknown modules are kept
 /// (the loader reports them).
 pub fn load_order(wanted: &[String], deps: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<String> {
-    fn visit(m: &str, deps: &mut dyn FnMut(&str) -> Vec<String>, done: &mut Vec<String>, stack: &mut HashSet<String>, depth: usize) {
+    fn visit(
+        m: &str,
+        deps: &mut dyn FnMut(&str) -> Vec<String>,
+        done: &mut Vec<String>,
+        stack: &mut HashSet<String>,
+        depth: usize,
+    ) {
         if done.iter().any(|d| d == m) || stack.contains(m) || depth > 64 {
             return;
         }
@@ -120,10 +133,14 @@ struct Index {
     /// name → path, from a directory walk (when there is no modules.dep).
     files: BTreeMap<String, PathBuf>,
     builtin: HashSet<String>,
+    /// `.modinfo` dependencies already read.
+    cache: std::cell::RefCell<BTreeMap<String, Vec<String>>>,
 }
 
 fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>, depth: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -132,7 +149,11 @@ fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>, depth: usize) {
         } else if ft.is_file() {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            if n.ends_with(".ko") || n.ends_with(".ko.xz") || n.ends_with(".ko.zst") || n.ends_with(".ko.gz") {
+            if n.ends_with(".ko")
+                || n.ends_with(".ko.xz")
+                || n.ends_with(".ko.zst")
+                || n.ends_with(".ko.gz")
+            {
                 out.entry(name_of(&n)).or_insert(p);
             }
         }
@@ -142,7 +163,9 @@ fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>, depth: usize) {
 impl Index {
     fn open(release: &str) -> Index {
         let root = PathBuf::from(format!("/lib/modules/{release}"));
-        let dep = std::fs::read_to_string(root.join("modules.dep")).ok().map(|t| parse_modules_dep(&t));
+        let dep = std::fs::read_to_string(root.join("modules.dep"))
+            .ok()
+            .map(|t| parse_modules_dep(&t));
         let mut files = BTreeMap::new();
         if dep.is_none() {
             walk(&root, &mut files, 0);
@@ -150,28 +173,52 @@ impl Index {
         let builtin = std::fs::read_to_string(root.join("modules.builtin"))
             .map(|t| t.lines().map(name_of).collect())
             .unwrap_or_default();
-        Index { root, dep, files, builtin }
+        Index {
+            root,
+            dep,
+            files,
+            builtin,
+            cache: Default::default(),
+        }
     }
 
     fn path(&self, name: &str) -> Option<PathBuf> {
         match &self.dep {
-            Some(d) => d.get(name).map(|(p, _)| if p.starts_with('/') { PathBuf::from(p) } else { self.root.join(p) }),
+            Some(d) => d.get(name).map(|(p, _)| {
+                if p.starts_with('/') {
+                    PathBuf::from(p)
+                } else {
+                    self.root.join(p)
+                }
+            }),
             None => self.files.get(name).cloned(),
         }
     }
 
     fn deps(&self, name: &str) -> Vec<String> {
         if let Some(d) = &self.dep {
-            return d.get(name).map(|(_, deps)| deps.clone()).unwrap_or_default();
+            return d
+                .get(name)
+                .map(|(_, deps)| deps.clone())
+                .unwrap_or_default();
         }
-        let Some(p) = self.path(name) else { return Vec::new() };
-        match read_image(&p) {
+        if let Some(d) = self.cache.borrow().get(name) {
+            return d.clone();
+        }
+        let Some(p) = self.path(name) else {
+            return Vec::new();
+        };
+        let deps = match read_image(&p) {
             Ok(img) => modinfo_depends(&img),
             Err(e) => {
                 warn!("module {name}: read {}: {e}", p.display());
                 Vec::new()
             }
-        }
+        };
+        self.cache
+            .borrow_mut()
+            .insert(name.to_string(), deps.clone());
+        deps
     }
 }
 
@@ -191,7 +238,8 @@ fn decompress(p: &Path, raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
         Ok(out)
     } else if n.ends_with(".zst") {
         let mut out = Vec::new();
-        let mut dec = ruzstd::decoding::StreamingDecoder::new(&raw[..]).map_err(|e| bad(format!("zstd: {e}")))?;
+        let mut dec = ruzstd::decoding::StreamingDecoder::new(&raw[..])
+            .map_err(|e| bad(format!("zstd: {e}")))?;
         std::io::Read::read_to_end(&mut dec, &mut out)?;
         Ok(out)
     } else if n.ends_with(".gz") {
@@ -205,7 +253,10 @@ fn decompress(p: &Path, raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
 fn decompress(p: &Path, raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
     let n = p.to_string_lossy();
     if n.ends_with(".xz") || n.ends_with(".zst") || n.ends_with(".gz") {
-        return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "built without compressed-modules"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "built without compressed-modules",
+        ));
     }
     Ok(raw)
 }
@@ -216,7 +267,11 @@ fn load_file(p: &Path) -> std::io::Result<()> {
     let params = CString::default();
     let f = std::fs::File::open(p)?;
     let compressed = !p.to_string_lossy().ends_with(".ko");
-    let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    let flags = if compressed {
+        MODULE_INIT_COMPRESSED_FILE
+    } else {
+        0
+    };
     match sys::finit_module(f.as_raw_fd(), &params, flags) {
         Err(e) if compressed && e.raw_os_error() != Some(libc::EEXIST) => {
             // The kernel cannot decompress (no CONFIG_MODULE_DECOMPRESS): do it here.
@@ -229,7 +284,9 @@ fn load_file(p: &Path) -> std::io::Result<()> {
 
 fn has_virtio_pci_device() -> bool {
     std::fs::read_dir("/sys/bus/pci/devices").is_ok_and(|d| {
-        d.flatten().any(|e| std::fs::read_to_string(e.path().join("vendor")).is_ok_and(|v| v.trim() == "0x1af4"))
+        d.flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("vendor")).is_ok_and(|v| v.trim() == "0x1af4")
+        })
     })
 }
 
@@ -238,6 +295,7 @@ pub fn load(wanted: &[String]) -> usize {
     if wanted.is_empty() {
         return 0;
     }
+    let t0 = sys::monotonic();
     let idx = Index::open(&sys::kernel_release());
     let mut order = load_order(wanted, &mut |m| idx.deps(m));
     if order.iter().any(|m| m == "virtio")
@@ -246,9 +304,15 @@ pub fn load(wanted: &[String]) -> usize {
         && has_virtio_pci_device()
     {
         let mut with_pci = load_order(&["virtio_pci".to_string()], &mut |m| idx.deps(m));
-        with_pci.extend(order.into_iter().filter(|m| !with_pci.contains(m)).collect::<Vec<_>>());
+        with_pci.extend(
+            order
+                .into_iter()
+                .filter(|m| !with_pci.contains(m))
+                .collect::<Vec<_>>(),
+        );
         order = with_pci;
     }
+    let t1 = sys::monotonic();
     let mut loaded = 0;
     for m in &order {
         if idx.builtin.contains(m) || Path::new("/sys/module").join(m).join("initstate").exists() {
@@ -266,7 +330,13 @@ pub fn load(wanted: &[String]) -> usize {
             Err(e) => warn!("module {m}: {e}"),
         }
     }
-    info!("modules: loaded {loaded} ({})", order.join(" "));
+    let t2 = sys::monotonic();
+    info!(
+        "modules: loaded {loaded} ({}) in {} ms ({} ms resolving)",
+        order.join(" "),
+        (t2 - t0).as_millis(),
+        (t1 - t0).as_millis()
+    );
     loaded
 }
 
@@ -295,8 +365,14 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
         assert_eq!(
             order,
             vec![
-                "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio", "virtio_pci",
-                "failover", "net_failover", "virtio_net"
+                "virtio_ring",
+                "virtio_pci_modern_dev",
+                "virtio_pci_legacy_dev",
+                "virtio",
+                "virtio_pci",
+                "failover",
+                "net_failover",
+                "virtio_net"
             ]
         );
     }
@@ -314,7 +390,10 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
     #[test]
     fn modinfo_scan_without_elf() {
         let img = b"junk\0license=GPL\0depends=virtio_ring,virtio,net-failover\0vermagic=6.1\0";
-        assert_eq!(modinfo_depends(img), vec!["virtio_ring", "virtio", "net_failover"]);
+        assert_eq!(
+            modinfo_depends(img),
+            vec!["virtio_ring", "virtio", "net_failover"]
+        );
         assert!(modinfo_depends(b"\0depends=\0").is_empty());
     }
 

@@ -28,7 +28,14 @@ const fn m(
     flags: c_ulong,
     data: Option<&'static str>,
 ) -> Mount {
-    Mount { source, target, fstype, flags, data, mode: 0o755 }
+    Mount {
+        source,
+        target,
+        fstype,
+        flags,
+        data,
+        mode: 0o755,
+    }
 }
 
 /// The mounts every boot needs, in order (parents before children).
@@ -36,8 +43,20 @@ pub const EARLY: &[Mount] = &[
     m("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC, None),
     m("sysfs", "/sys", "sysfs", NOSUID | NODEV | NOEXEC, None),
     m("devtmpfs", "/dev", "devtmpfs", NOSUID, Some("mode=0755")),
-    m("devpts", "/dev/pts", "devpts", NOSUID | NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
-    m("shm", "/dev/shm", "tmpfs", NOSUID | NODEV, Some("mode=1777")),
+    m(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        NOSUID | NOEXEC,
+        Some("gid=5,mode=620,ptmxmode=666"),
+    ),
+    m(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        NOSUID | NODEV,
+        Some("mode=1777"),
+    ),
     m("tmpfs", "/run", "tmpfs", NOSUID | NODEV, Some("mode=0755")),
 ];
 
@@ -91,7 +110,13 @@ pub fn cgroup2() {
     if !has {
         return;
     }
-    let e = m("cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID | NODEV | NOEXEC, Some("nsdelegate"));
+    let e = m(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        "cgroup2",
+        NOSUID | NODEV | NOEXEC,
+        Some("nsdelegate"),
+    );
     if let Err(err) = mount_one(&e) {
         info!("cgroup2 not mounted: {err}");
     }
@@ -99,7 +124,11 @@ pub fn cgroup2() {
 
 /// Directories services expect on a fresh /run and a disk /tmp.
 pub fn run_dirs() {
-    for (d, mode) in [("/run/sshd", 0o755), ("/run/lock", 0o1777), ("/tmp", 0o1777)] {
+    for (d, mode) in [
+        ("/run/sshd", 0o755),
+        ("/run/lock", 0o1777),
+        ("/tmp", 0o1777),
+    ] {
         if std::fs::create_dir_all(d).is_ok() {
             let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode));
         }
@@ -112,8 +141,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = b[i + 1..i + 4].iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
             out.push(v as u8);
             i += 4;
         } else {
@@ -155,7 +189,14 @@ mod tests {
     fn reverse_order_children_first() {
         assert_eq!(
             unmount_order(INFO),
-            vec!["/mnt/with space", "/run", "/dev/pts", "/dev", "/sys", "/proc"]
+            vec![
+                "/mnt/with space",
+                "/run",
+                "/dev/pts",
+                "/dev",
+                "/sys",
+                "/proc"
+            ]
         );
     }
 

@@ -17,7 +17,11 @@ pub enum Plan {
     Static(StaticIp),
     /// DHCP on `device`; `explicit` is false when nothing asked for it (no `ip=`), in which
     /// case a missing device is not an error.
-    Dhcp { device: String, explicit: bool, dns: Vec<Ipv4Addr> },
+    Dhcp {
+        device: String,
+        explicit: bool,
+        dns: Vec<Ipv4Addr>,
+    },
 }
 
 /// Pure: the plan for an `ip=` value (if any) and `smolvm.network=guest`.
@@ -28,17 +32,30 @@ pub fn plan(ip: Option<&IpConfig>, guest_network: bool) -> Plan {
             explicit: true,
             dns: dns.clone(),
         },
-        (_, true) => Plan::Dhcp { device: "eth0".into(), explicit: true, dns: Vec::new() },
+        (_, true) => Plan::Dhcp {
+            device: "eth0".into(),
+            explicit: true,
+            dns: Vec::new(),
+        },
         (Some(IpConfig::Static(s)), false) => Plan::Static(s.clone()),
         (Some(IpConfig::Off), false) => Plan::LoopbackOnly,
-        (None, false) => Plan::Dhcp { device: "eth0".into(), explicit: false, dns: Vec::new() },
+        (None, false) => Plan::Dhcp {
+            device: "eth0".into(),
+            explicit: false,
+            dns: Vec::new(),
+        },
     }
 }
 
 /// Pure: `/etc/resolv.conf` contents. DNS servers from the command line or lease win; else
 /// the `nameserver`/`domain`/`search` lines of `/proc/net/pnp`; else the gateway. `None` when
 /// there is nothing to say (the image's file is left alone).
-pub fn resolv_conf(dns: &[Ipv4Addr], pnp: Option<&str>, gateway: Option<Ipv4Addr>, domain: Option<&str>) -> Option<String> {
+pub fn resolv_conf(
+    dns: &[Ipv4Addr],
+    pnp: Option<&str>,
+    gateway: Option<Ipv4Addr>,
+    domain: Option<&str>,
+) -> Option<String> {
     let mut out = String::from("# written by rootsmith-init from the kernel command line\n");
     if let Some(d) = domain.filter(|d| !d.is_empty() && !d.contains(char::is_whitespace)) {
         out.push_str(&format!("search {d}\n"));
@@ -54,7 +71,11 @@ pub fn resolv_conf(dns: &[Ipv4Addr], pnp: Option<&str>, gateway: Option<Ipv4Addr
             let kept: Vec<&str> = p
                 .lines()
                 .map(str::trim)
-                .filter(|l| l.starts_with("nameserver ") || l.starts_with("domain ") || l.starts_with("search "))
+                .filter(|l| {
+                    l.starts_with("nameserver ")
+                        || l.starts_with("domain ")
+                        || l.starts_with("search ")
+                })
                 .filter(|l| !l.ends_with(" 0.0.0.0"))
                 .collect();
             if kept.iter().any(|l| l.starts_with("nameserver ")) {
@@ -78,7 +99,9 @@ pub fn resolv_conf(dns: &[Ipv4Addr], pnp: Option<&str>, gateway: Option<Ipv4Addr
 
 fn write_resolv(dns: &[Ipv4Addr], gateway: Option<Ipv4Addr>, domain: Option<&str>) {
     let pnp = std::fs::read_to_string("/proc/net/pnp").ok();
-    let Some(text) = resolv_conf(dns, pnp.as_deref(), gateway, domain) else { return };
+    let Some(text) = resolv_conf(dns, pnp.as_deref(), gateway, domain) else {
+        return;
+    };
     let tmp = "/etc/.resolv.conf.rootsmith";
     // rename() replaces a symlink (e.g. to a resolved stub that does not run here).
     let r = std::fs::write(tmp, &text).and_then(|()| std::fs::rename(tmp, "/etc/resolv.conf"));
@@ -133,14 +156,21 @@ fn apply_static(nl: &mut Netlink, s: &StaticIp) -> bool {
             ok = false;
         }
     }
-    info!("{dev}: {}/{} gateway {}", s.address, s.prefix_len, s.gateway.map_or("none".into(), |g| g.to_string()));
+    info!(
+        "{dev}: {}/{} gateway {}",
+        s.address,
+        s.prefix_len,
+        s.gateway.map_or("none".into(), |g| g.to_string())
+    );
     write_resolv(&s.dns, s.gateway, None);
     ok
 }
 
 fn apply_lease(nl: &mut Netlink, idx: u32, dev: &str, l: &dhcp::Lease, extra_dns: &[Ipv4Addr]) {
     let Some(addr) = l.address else { return };
-    let prefix = l.prefix_len.unwrap_or_else(|| crate::cmdline::classful_prefix(addr));
+    let prefix = l
+        .prefix_len
+        .unwrap_or_else(|| crate::cmdline::classful_prefix(addr));
     if let Err(e) = nl.add_addr(idx, addr, prefix) {
         warn!("{dev} address {addr}/{prefix}: {e}");
     }
@@ -159,7 +189,11 @@ fn apply_lease(nl: &mut Netlink, idx: u32, dev: &str, l: &dhcp::Lease, extra_dns
 }
 
 fn run_dhcp(nl: &mut Netlink, dev: &str, explicit: bool, extra_dns: &[Ipv4Addr]) {
-    let wait = if explicit { Duration::from_secs(5) } else { Duration::from_millis(500) };
+    let wait = if explicit {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(500)
+    };
     let Some(idx) = wait_link(dev, wait) else {
         if explicit {
             warn!("DHCP: no network device {dev}");
@@ -222,7 +256,11 @@ pub fn run(plan: Plan) {
             log::milestone(if ok { "net-ready" } else { "net-config-failed" });
             log::milestone("net-config-done");
         }
-        Plan::Dhcp { device, explicit, dns } => run_dhcp(&mut nl, &device, explicit, &dns),
+        Plan::Dhcp {
+            device,
+            explicit,
+            dns,
+        } => run_dhcp(&mut nl, &device, explicit, &dns),
     }
 }
 
@@ -237,26 +275,61 @@ mod tests {
 
     #[test]
     fn plans() {
-        assert!(matches!(plan(Some(&parse_ip("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off")), false), Plan::Static(_)));
-        assert!(matches!(plan(Some(&parse_ip("dhcp")), false), Plan::Dhcp { explicit: true, .. }));
-        assert!(matches!(plan(None, true), Plan::Dhcp { explicit: true, .. }));
-        assert!(matches!(plan(None, false), Plan::Dhcp { explicit: false, .. }));
+        assert!(matches!(
+            plan(
+                Some(&parse_ip("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off")),
+                false
+            ),
+            Plan::Static(_)
+        ));
+        assert!(matches!(
+            plan(Some(&parse_ip("dhcp")), false),
+            Plan::Dhcp { explicit: true, .. }
+        ));
+        assert!(matches!(
+            plan(None, true),
+            Plan::Dhcp { explicit: true, .. }
+        ));
+        assert!(matches!(
+            plan(None, false),
+            Plan::Dhcp {
+                explicit: false,
+                ..
+            }
+        ));
         assert_eq!(plan(Some(&parse_ip("off")), false), Plan::LoopbackOnly);
     }
 
     #[test]
     fn resolv_prefers_cmdline_dns() {
-        let r = resolv_conf(&[a("1.1.1.1"), a("1.1.1.1"), a("9.9.9.9")], Some("nameserver 8.8.8.8\n"), Some(a("10.0.2.2")), None)
-            .expect("some");
-        assert!(r.ends_with("nameserver 1.1.1.1\nnameserver 9.9.9.9\n"), "{r}");
+        let r = resolv_conf(
+            &[a("1.1.1.1"), a("1.1.1.1"), a("9.9.9.9")],
+            Some("nameserver 8.8.8.8\n"),
+            Some(a("10.0.2.2")),
+            None,
+        )
+        .expect("some");
+        assert!(
+            r.ends_with("nameserver 1.1.1.1\nnameserver 9.9.9.9\n"),
+            "{r}"
+        );
     }
 
     #[test]
     fn resolv_falls_back_to_pnp_then_gateway() {
         let pnp = "#PROTO: DHCP\ndomain example.org\nnameserver 10.0.2.3\nnameserver 0.0.0.0\n";
         let r = resolv_conf(&[], Some(pnp), Some(a("10.0.2.2")), None).expect("some");
-        assert!(r.ends_with("domain example.org\nnameserver 10.0.2.3\n"), "{r}");
-        let r = resolv_conf(&[], Some("#PROTO: DHCP\n"), Some(a("10.0.2.2")), Some("lan")).expect("some");
+        assert!(
+            r.ends_with("domain example.org\nnameserver 10.0.2.3\n"),
+            "{r}"
+        );
+        let r = resolv_conf(
+            &[],
+            Some("#PROTO: DHCP\n"),
+            Some(a("10.0.2.2")),
+            Some("lan"),
+        )
+        .expect("some");
         assert!(r.ends_with("search lan\nnameserver 10.0.2.2\n"), "{r}");
         assert_eq!(resolv_conf(&[], None, None, None), None);
     }

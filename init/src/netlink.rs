@@ -73,7 +73,11 @@ pub fn add_addr_msg(seq: u32, index: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u8>
     push_attr(&mut b, IFA_ADDRESS, &addr.octets());
     if prefix < 31 {
         let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-        push_attr(&mut b, IFA_BROADCAST, &Ipv4Addr::from(u32::from(addr) | host).octets());
+        push_attr(
+            &mut b,
+            IFA_BROADCAST,
+            &Ipv4Addr::from(u32::from(addr) | host).octets(),
+        );
     }
     finish(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, seq, b)
 }
@@ -81,7 +85,16 @@ pub fn add_addr_msg(seq: u32, index: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u8>
 /// RTM_NEWROUTE `default via gw dev index`.
 pub fn default_route_msg(seq: u32, index: u32, gw: Ipv4Addr) -> Vec<u8> {
     let mut b = Vec::with_capacity(32);
-    b.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST]);
+    b.extend_from_slice(&[
+        libc::AF_INET as u8,
+        0,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_BOOT,
+        0,
+        RTN_UNICAST,
+    ]);
     b.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
     push_attr(&mut b, RTA_GATEWAY, &gw.octets());
     push_attr(&mut b, RTA_OIF, &index.to_ne_bytes());
@@ -117,7 +130,11 @@ impl Netlink {
     pub fn open() -> io::Result<Self> {
         // SAFETY: plain socket(2) call with constant arguments.
         let fd = unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
@@ -138,7 +155,10 @@ impl Netlink {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
         // SAFETY: `tv` is a valid timeval and the length matches it.
         unsafe {
             libc::setsockopt(
@@ -167,7 +187,8 @@ impl Netlink {
         let mut buf = vec![0u8; 8192];
         loop {
             // SAFETY: pointer/length describe `buf`, which is writable.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -204,7 +225,10 @@ mod tests {
     #[test]
     fn addr_message_layout() {
         let m = add_addr_msg(7, 2, Ipv4Addr::new(10, 0, 2, 15), 24);
-        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
+        assert_eq!(
+            u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
+            m.len()
+        );
         assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), RTM_NEWADDR);
         assert_eq!(m[16], libc::AF_INET as u8);
         assert_eq!(m[17], 24);

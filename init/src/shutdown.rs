@@ -116,7 +116,15 @@ mod tests {
         assert_eq!(
             r.0,
             vec![
-                "stop_services 3s", "kill -1 15", "reap", "kill -1 9", "reap", "sync", "umount", "ro", "sync",
+                "stop_services 3s",
+                "kill -1 15",
+                "reap",
+                "kill -1 9",
+                "reap",
+                "sync",
+                "umount",
+                "ro",
+                "sync",
                 "reboot Restart"
             ]
         );
@@ -127,9 +135,18 @@ mod tests {
         use libc::*;
         assert_eq!(action_for(SIGINT, None, true), Some(Action::Restart));
         assert_eq!(action_for(SIGTERM, None, false), Some(Action::PowerOff));
-        assert_eq!(action_for(SIGPWR, Some(ShutdownMode::Halt), true), Some(Action::Halt));
-        assert_eq!(action_for(SIGINT, Some(ShutdownMode::PowerOff), true), Some(Action::PowerOff));
-        assert_eq!(action_for(SIGUSR2, Some(ShutdownMode::Reboot), true), Some(Action::PowerOff));
+        assert_eq!(
+            action_for(SIGPWR, Some(ShutdownMode::Halt), true),
+            Some(Action::Halt)
+        );
+        assert_eq!(
+            action_for(SIGINT, Some(ShutdownMode::PowerOff), true),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            action_for(SIGUSR2, Some(ShutdownMode::Reboot), true),
+            Some(Action::PowerOff)
+        );
         assert_eq!(action_for(SIGUSR1, None, true), Some(Action::Halt));
         assert_eq!(action_for(SIGCHLD, None, true), None);
         assert_eq!(Action::Restart.reboot_cmd(), RB_AUTOBOOT);

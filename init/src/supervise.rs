@@ -27,6 +27,7 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+static FIRST_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A service definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,10 @@ pub fn split_words(s: &str) -> Result<Vec<String>, &'static str> {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Pure: parse `/etc/rootsmith/services`. Bad lines are reported and skipped.
@@ -115,13 +119,21 @@ pub fn parse_services(text: &str) -> (Vec<Spec>, Vec<String>) {
             continue;
         }
         if specs.iter().any(|s| s.name == name) {
-            errors.push(format!("line {n}: service {name:?} defined twice; later one ignored"));
+            errors.push(format!(
+                "line {n}: service {name:?} defined twice; later one ignored"
+            ));
             continue;
         }
         match split_words(rest) {
-            Ok(argv) if argv.is_empty() => errors.push(format!("line {n}: service {name:?} has no command")),
+            Ok(argv) if argv.is_empty() => {
+                errors.push(format!("line {n}: service {name:?} has no command"))
+            }
             Ok(argv) if argv[0].contains('\0') => errors.push(format!("line {n}: NUL in command")),
-            Ok(argv) => specs.push(Spec { name: name.to_string(), argv, prestart: Vec::new() }),
+            Ok(argv) => specs.push(Spec {
+                name: name.to_string(),
+                argv,
+                prestart: Vec::new(),
+            }),
             Err(e) => errors.push(format!("line {n}: {e}")),
         }
     }
@@ -154,7 +166,9 @@ pub struct Supervisor {
 
 fn spawn(argv: &[String]) -> std::io::Result<libc::pid_t> {
     use std::os::unix::process::CommandExt;
-    let child = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    sys::unblock_signals_in_child(&mut cmd);
+    let child = cmd
         .args(&argv[1..])
         .env_clear()
         .env("PATH", PATH)
@@ -172,13 +186,18 @@ impl Supervisor {
     pub fn new(specs: Vec<Spec>) -> Self {
         let svcs = specs
             .into_iter()
-            .map(|spec| Svc { spec, state: State::Waiting(Duration::ZERO), backoff: BACKOFF_MIN, started_at: Duration::ZERO, starts: 0 })
+            .map(|spec| Svc {
+                spec,
+                state: State::Waiting(Duration::ZERO),
+                backoff: BACKOFF_MIN,
+                started_at: Duration::ZERO,
+                starts: 0,
+            })
             .collect();
-        Supervisor { svcs, stopping: false }
-    }
-
-    pub fn len(&self) -> usize {
-        self.svcs.len()
+        Supervisor {
+            svcs,
+            stopping: false,
+        }
     }
 
     fn launch(s: &mut Svc, now: Duration) {
@@ -193,7 +212,7 @@ impl Supervisor {
         if let Some(cmd) = s.spec.prestart.get(pre) {
             match spawn(cmd) {
                 Ok(pid) => {
-                    info!("{}: running {}", s.spec.name, cmd.join(" "));
+                    info!("{}: running {:?}", s.spec.name, cmd);
                     s.state = State::Pre(pre, pid);
                     return;
                 }
@@ -207,11 +226,21 @@ impl Supervisor {
         s.started_at = now;
         match spawn(&s.spec.argv) {
             Ok(pid) => {
-                info!("{}: started (pid {pid}): {}", s.spec.name, s.spec.argv.join(" "));
+                if !FIRST_STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    crate::log::milestone("first-service-started");
+                }
+                info!(
+                    "{}: started (pid {pid}): {}",
+                    s.spec.name,
+                    s.spec.argv.join(" ")
+                );
                 s.state = State::Running(pid);
             }
             Err(e) => {
-                warn!("{}: cannot start {}: {e}; retry in {:?}", s.spec.name, s.spec.argv[0], s.backoff);
+                warn!(
+                    "{}: cannot start {}: {e}; retry in {:?}",
+                    s.spec.name, s.spec.argv[0], s.backoff
+                );
                 s.state = State::Waiting(now + s.backoff);
                 s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
             }
@@ -232,19 +261,35 @@ impl Supervisor {
 
     /// The next restart time, if any service is waiting.
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.svcs.iter().filter_map(|s| if let State::Waiting(t) = s.state { Some(t) } else { None }).min()
+        self.svcs
+            .iter()
+            .filter_map(|s| {
+                if let State::Waiting(t) = s.state {
+                    Some(t)
+                } else {
+                    None
+                }
+            })
+            .min()
     }
 
     /// A child exited: advance the service it belonged to (if any).
     pub fn on_exit(&mut self, pid: libc::pid_t, exit: Exit, now: Duration) {
         let stopping = self.stopping;
-        let Some(s) = self.svcs.iter_mut().find(|s| matches!(s.state, State::Running(p) | State::Pre(_, p) if p == pid)) else {
+        let Some(s) = self
+            .svcs
+            .iter_mut()
+            .find(|s| matches!(s.state, State::Running(p) | State::Pre(_, p) if p == pid))
+        else {
             return;
         };
         match s.state {
             State::Pre(i, _) => {
                 if exit != Exit::Code(0) {
-                    warn!("{}: {} ended with {exit:?}", s.spec.name, s.spec.prestart[i][0]);
+                    warn!(
+                        "{}: {} ended with {exit:?}",
+                        s.spec.name, s.spec.prestart[i][0]
+                    );
                 }
                 if stopping {
                     s.state = State::Stopped;
@@ -260,7 +305,10 @@ impl Supervisor {
                 if now.saturating_sub(s.started_at) >= STABLE_AFTER {
                     s.backoff = BACKOFF_MIN;
                 }
-                info!("{}: exited ({exit:?}); restart in {:?}", s.spec.name, s.backoff);
+                info!(
+                    "{}: exited ({exit:?}); restart in {:?}",
+                    s.spec.name, s.backoff
+                );
                 s.state = State::Waiting(now + s.backoff);
                 s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
             }
@@ -288,7 +336,9 @@ impl Supervisor {
 
     /// True while some service process is still alive.
     pub fn any_running(&self) -> bool {
-        self.svcs.iter().any(|s| matches!(s.state, State::Running(_) | State::Pre(..)))
+        self.svcs
+            .iter()
+            .any(|s| matches!(s.state, State::Running(_) | State::Pre(..)))
     }
 }
 
@@ -299,7 +349,10 @@ mod tests {
 
     #[test]
     fn words_and_quotes() {
-        assert_eq!(split_words(r#"/bin/sh -c 'echo "hi there"' a\ b "x\"y""#).unwrap(), vec!["/bin/sh", "-c", "echo \"hi there\"", "a b", "x\"y"]);
+        assert_eq!(
+            split_words(r#"/bin/sh -c 'echo "hi there"' a\ b "x\"y""#).unwrap(),
+            vec!["/bin/sh", "-c", "echo \"hi there\"", "a b", "x\"y"]
+        );
         assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
         assert_eq!(split_words("''").unwrap(), vec![""]);
         assert!(split_words("'open").is_err());
@@ -310,7 +363,10 @@ mod tests {
         let (s, e) = parse_services(
             "# comment\n\nweb /bin/busybox httpd -f -p 8080\nbad/name /x\nweb /again\nempty\nq 'unterminated\nok\t/bin/true\n",
         );
-        assert_eq!(s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["web", "ok"]);
+        assert_eq!(
+            s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec!["web", "ok"]
+        );
         assert_eq!(s[0].argv, vec!["/bin/busybox", "httpd", "-f", "-p", "8080"]);
         assert_eq!(e.len(), 4, "{e:?}");
         assert!(e[0].starts_with("line 4"));
@@ -318,7 +374,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_five_seconds() {
-        let mut sup = Supervisor::new(vec![Spec { name: "x".into(), argv: vec!["/nonexistent".into()], prestart: vec![] }]);
+        let mut sup = Supervisor::new(vec![Spec {
+            name: "x".into(),
+            argv: vec!["/nonexistent".into()],
+            prestart: vec![],
+        }]);
         // Pretend it is running, then exits repeatedly.
         let mut now = Duration::from_secs(1);
         let mut waits = Vec::new();
@@ -330,7 +390,10 @@ mod tests {
             waits.push((t - now).as_millis());
             now = t;
         }
-        assert_eq!(waits, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
+        assert_eq!(
+            waits,
+            vec![100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000]
+        );
         // Ran long enough: back to 100 ms.
         sup.svcs[0].state = State::Running(1);
         sup.svcs[0].started_at = now;
@@ -340,7 +403,11 @@ mod tests {
 
     #[test]
     fn no_restart_while_stopping() {
-        let mut sup = Supervisor::new(vec![Spec { name: "x".into(), argv: vec!["/x".into()], prestart: vec![] }]);
+        let mut sup = Supervisor::new(vec![Spec {
+            name: "x".into(),
+            argv: vec!["/x".into()],
+            prestart: vec![],
+        }]);
         sup.svcs[0].state = State::Running(0); // pid 0: not signalled
         sup.stopping = true;
         sup.on_exit(0, Exit::Signal(15), Duration::ZERO);

@@ -83,7 +83,12 @@ pub fn init_module(image: &[u8], params: &CStr) -> io::Result<()> {
     // SAFETY: pointer and length describe `image`, valid during the call; `params` is
     // NUL-terminated. The kernel copies the image.
     let rc = unsafe {
-        libc::syscall(libc::SYS_init_module, image.as_ptr(), image.len(), params.as_ptr())
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            params.as_ptr(),
+        )
     };
     check(if rc < 0 { -1 } else { 0 })
 }
@@ -108,7 +113,11 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, Exit)>> {
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
     if pid < 0 {
         let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ECHILD) { Ok(None) } else { Err(e) };
+        return if e.raw_os_error() == Some(libc::ECHILD) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     if pid == 0 {
         return Ok(None);
@@ -122,8 +131,14 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, Exit)>> {
 }
 
 /// The signals PID 1 handles, blocked in every thread and read from a signalfd.
-pub const HANDLED: [libc::c_int; 6] =
-    [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGPWR, libc::SIGUSR1, libc::SIGUSR2];
+pub const HANDLED: [libc::c_int; 6] = [
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGPWR,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 fn handled_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before sigaddset reads it.
@@ -157,7 +172,11 @@ pub fn block_and_signalfd() -> io::Result<OwnedFd> {
 
 /// Wait up to `timeout` (None = forever) for the signalfd, then drain it.
 pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
     // SAFETY: one valid pollfd, count 1.
     unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -167,7 +186,13 @@ pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int>
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: reads at most `size` bytes into `info`, which is exactly that large.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
         if n != size as isize {
             break;
         }
@@ -178,7 +203,10 @@ pub fn read_signals(fd: &OwnedFd, timeout: Option<Duration>) -> Vec<libc::c_int>
 
 /// setrlimit(2) for RLIMIT_NOFILE, capped at what the kernel allows (`fs.nr_open`).
 pub fn raise_nofile(want: u64) -> io::Result<()> {
-    let lim = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: want as libc::rlim_t };
+    let lim = libc::rlimit {
+        rlim_cur: want as libc::rlim_t,
+        rlim_max: want as libc::rlim_t,
+    };
     // SAFETY: `lim` is a valid rlimit for the duration of the call.
     check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })
 }
@@ -188,7 +216,10 @@ fn clock(id: libc::clockid_t) -> Duration {
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: `ts` is valid and writable; the clock ids used exist on every Linux.
     unsafe { libc::clock_gettime(id, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Time since boot, counting suspend (what `/proc/uptime` shows, at nanosecond resolution).
@@ -237,7 +268,9 @@ pub fn kernel_release() -> String {
         return String::new();
     }
     // SAFETY: the kernel NUL-terminates `release` within its fixed-size array.
-    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`: false only when this process has no
@@ -246,6 +279,30 @@ pub fn have_children() -> bool {
     // SAFETY: siginfo_t is plain data; all-zero is valid and waitid writes it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is valid and writable for the call.
-    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
     !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
+/// Make `cmd`'s child start with an empty signal mask. PID 1 blocks the signals it reads from
+/// its signalfd, and a blocked mask survives exec: without this a service could never be
+/// stopped with SIGTERM.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (sigemptyset, pthread_sigmask) on a local sigset_t; it does not allocate.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
 }

@@ -215,7 +215,8 @@ pub fn estimate_min_size(facts: &TreeFacts, inodes: u32) -> u64 {
     let overhead = content / 100 + 64;
     let mut size = (content + overhead) * BLOCK;
     size += u64::from(journal_blocks(size)) * BLOCK;
-    size.next_multiple_of(MIB).max(8 * MIB)
+    // The smallest image with a journal: 4096 blocks (the journal may take a quarter).
+    size.next_multiple_of(MIB).max(16 * MIB)
 }
 
 /// Identity from the tree digest: (UUID with RFC 4122 version 5 bits, htree hash seed).

@@ -120,6 +120,9 @@ fn try_seal(
         Err(mkext4::Error::Invalid(why)) if why.contains("too small") || why.contains("image full") => {
             Ok(None)
         }
+        Err(mkext4::Error::Unsupported(why)) if why.contains("journal") || why.contains("too small") => {
+            Ok(None)
+        }
         Err(e) => Err(Ext4Error::Seal(e.to_string())),
     }
 }

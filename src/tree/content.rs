@@ -151,6 +151,10 @@ impl Store {
             done += n as u64;
         }
         self.spill_len = offset + len.div_ceil(BLOCK) * BLOCK;
+        // Trailing zero blocks were skipped: extend the file so reads see them as zeros.
+        if spill.metadata()?.len() < offset + len {
+            spill.set_len(offset + len)?;
+        }
         Ok(Content::Spill {
             offset,
             len,
