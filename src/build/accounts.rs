@@ -17,12 +17,18 @@ pub enum AccountError {
 
 /// Sets root's password hash in `/etc/shadow` (creating the entry or file if needed,
 /// keeping every other line and the file's owner and mode).
-pub fn set_root_password_hash(tree: &mut Tree, hash: &str, epoch: Time) -> Result<(), AccountError> {
+pub fn set_root_password_hash(
+    tree: &mut Tree,
+    hash: &str,
+    epoch: Time,
+) -> Result<(), AccountError> {
     shadow::check_sha512_crypt(hash)?;
     let path = b"/etc/shadow";
     let (text, meta) = match tree.lookup(path) {
         Some(id) => {
-            let data = tree.read_file(path).map_err(|e| AccountError::Tree(e.to_string()))?;
+            let data = tree
+                .read_file(path)
+                .map_err(|e| AccountError::Tree(e.to_string()))?;
             let mut m = tree.inode(id).meta.clone();
             m.mtime = epoch;
             m.ctime = epoch;
@@ -44,8 +50,12 @@ mod tests {
     #[test]
     fn root_hash_lands_in_shadow() {
         let mut t = Tree::new();
-        t.write_file(b"/etc/shadow", b"root:*::0:::::\nbin:!::0:::::\n", Meta::new(0o640, Time::secs(1)).owned(0, 42))
-            .unwrap();
+        t.write_file(
+            b"/etc/shadow",
+            b"root:*::0:::::\nbin:!::0:::::\n",
+            Meta::new(0o640, Time::secs(1)).owned(0, 42),
+        )
+        .unwrap();
         let h = "$6$saltsalt$GgLoCr48LXJ0o20h8MffRKBXJXhD2Hks2CuBS9.rKFSypqBFmmArjC2z4qn1owpS2zaHL3hFcOeASgtMV85kN1";
         set_root_password_hash(&mut t, h, Time::secs(5)).unwrap();
         let text = String::from_utf8(t.read_file(b"/etc/shadow").unwrap()).unwrap();

@@ -58,8 +58,12 @@ pub fn load(base: &BaseRef) -> Result<Tree, BaseError> {
                 source,
             })?;
             let mut tree = Tree::new();
-            unpack::apply_tar(&mut tree, std::io::BufReader::new(f), &UnpackOptions::default())
-                .map_err(|source| BaseError::Unpack { path: name, source })?;
+            unpack::apply_tar(
+                &mut tree,
+                std::io::BufReader::new(f),
+                &UnpackOptions::default(),
+            )
+            .map_err(|source| BaseError::Unpack { path: name, source })?;
             Ok(tree)
         }
     }

@@ -125,7 +125,11 @@ pub struct Outcome {
 
 /// Installs packages into `tree` per the plan (the package stage alone; used by [`run`]
 /// and by benchmarks).
-pub fn install_packages(tree: &mut Tree, plan: &Plan, fetch: &dyn Fetch) -> Result<Option<apk::Report>, BuildError> {
+pub fn install_packages(
+    tree: &mut Tree,
+    plan: &Plan,
+    fetch: &dyn Fetch,
+) -> Result<Option<apk::Report>, BuildError> {
     if plan.packages.is_empty() {
         return Ok(None);
     }

@@ -70,7 +70,9 @@ fn default_cache() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("rootsmith"));
     }
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache/rootsmith"))
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache/rootsmith"))
 }
 
 /// Runs `rootsmith build`.
@@ -80,7 +82,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let base: BaseRef = args.base.parse()?;
     let mut keys = Vec::new();
     for k in &args.apk.apk_keys {
-        let pem = std::fs::read(k).with_context(|| format!("--apk-key {}: cannot read the file", k.display()))?;
+        let pem = std::fs::read(k)
+            .with_context(|| format!("--apk-key {}: cannot read the file", k.display()))?;
         let name = k
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -106,7 +109,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         epoch,
         now,
-        cache_dir: if args.no_cache { None } else { args.cache_dir.clone().or_else(default_cache) },
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(default_cache)
+        },
     };
     let http = HttpClient::default();
     let out = build::run(&plan, &http)?;

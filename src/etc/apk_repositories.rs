@@ -40,7 +40,10 @@ pub fn parse(text: &str) -> Vec<Repository> {
 /// keeping the path. `None` when `url` has no `scheme://host` part.
 pub fn with_mirror(url: &str, mirror: &str) -> Option<String> {
     let (_, after_scheme) = url.split_once("://")?;
-    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("");
+    let path = after_scheme
+        .find('/')
+        .map(|i| &after_scheme[i..])
+        .unwrap_or("");
     Some(format!("{}{path}", mirror.trim_end_matches('/')))
 }
 
@@ -59,7 +62,11 @@ mod tests {
     #[test]
     fn mirror_replaces_the_host_only() {
         assert_eq!(
-            with_mirror("https://m.example/alpine/v3.20/main", "http://127.0.0.1:8080/").as_deref(),
+            with_mirror(
+                "https://m.example/alpine/v3.20/main",
+                "http://127.0.0.1:8080/"
+            )
+            .as_deref(),
             Some("http://127.0.0.1:8080/alpine/v3.20/main")
         );
         assert_eq!(with_mirror("/local/repo", "http://x"), None);

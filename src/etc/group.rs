@@ -25,14 +25,20 @@ fn parse_line(line: &str) -> Option<Entry> {
     Some(Entry {
         name: f[0].to_string(),
         gid: f[2].parse().ok()?,
-        members: f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+        members: f[3]
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect(),
     })
 }
 
 impl Group {
     /// Parses a group file (lines it cannot read are kept verbatim).
     pub fn parse(text: &str) -> Group {
-        Group { lines: super::lines(text) }
+        Group {
+            lines: super::lines(text),
+        }
     }
 
     /// Every well-formed entry.
@@ -93,7 +99,10 @@ mod tests {
         assert!(g.add_member("sshd", "app"));
         assert!(g.add_member("wheel", "app"));
         assert!(!g.add_member("wheel", "app"));
-        assert_eq!(g.render(), "root:x:0:root\nwheel:x:10:root,adm,app\nsshd:x:22:app\napp:x:101:\n");
+        assert_eq!(
+            g.render(),
+            "root:x:0:root\nwheel:x:10:root,adm,app\nsshd:x:22:app\napp:x:101:\n"
+        );
         assert!(g.gid_used(22));
     }
 }

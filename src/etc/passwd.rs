@@ -42,7 +42,9 @@ fn parse_line(line: &str) -> Option<User> {
 impl Passwd {
     /// Parses a passwd file (never fails: lines it cannot read are kept verbatim).
     pub fn parse(text: &str) -> Passwd {
-        Passwd { lines: super::lines(text) }
+        Passwd {
+            lines: super::lines(text),
+        }
     }
 
     /// Every well-formed entry.
@@ -84,7 +86,8 @@ mod tests {
 
     #[test]
     fn keeps_lines_and_adds_once() {
-        let text = "root:x:0:0:root:/root:/bin/sh\n# note\nsshd:x:22:22:sshd:/dev/null:/sbin/nologin\n";
+        let text =
+            "root:x:0:0:root:/root:/bin/sh\n# note\nsshd:x:22:22:sshd:/dev/null:/sbin/nologin\n";
         let mut p = Passwd::parse(text);
         assert_eq!(p.render(), text);
         assert_eq!(p.get("sshd").unwrap().uid, 22);
@@ -98,7 +101,9 @@ mod tests {
         };
         assert!(p.ensure(&u));
         assert!(!p.ensure(&u));
-        assert!(p.render().ends_with("app:x:100:101:app:/var/empty:/sbin/nologin\n"));
+        assert!(p
+            .render()
+            .ends_with("app:x:100:101:app:/var/empty:/sbin/nologin\n"));
         assert!(p.uid_used(100));
     }
 }

@@ -13,7 +13,8 @@ pub struct Shadow {
 pub struct BadHash;
 
 fn crypt_chars(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
 }
 
 /// Checks the shape of a SHA-512 crypt hash: `$6$[rounds=N$]salt$hash`.
@@ -25,7 +26,9 @@ pub fn check_sha512_crypt(hash: &str) -> Result<(), BadHash> {
         r["rounds=".len()..].parse::<u32>().map_err(|_| BadHash)?;
     }
     match parts.as_slice() {
-        [salt, h] if salt.len() <= 16 && crypt_chars(salt) && h.len() == 86 && crypt_chars(h) => Ok(()),
+        [salt, h] if salt.len() <= 16 && crypt_chars(salt) && h.len() == 86 && crypt_chars(h) => {
+            Ok(())
+        }
         _ => Err(BadHash),
     }
 }
@@ -33,7 +36,9 @@ pub fn check_sha512_crypt(hash: &str) -> Result<(), BadHash> {
 impl Shadow {
     /// Parses a shadow file (lines it cannot read are kept verbatim).
     pub fn parse(text: &str) -> Shadow {
-        Shadow { lines: super::lines(text) }
+        Shadow {
+            lines: super::lines(text),
+        }
     }
 
     /// The hash field of `user`.

@@ -77,11 +77,21 @@ impl HttpClient {
             why,
             attempts: 1,
         };
-        let mut resp = self.agent.get(url).call().map_err(|e| (true, transport(e.to_string())))?;
+        let mut resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| (true, transport(e.to_string())))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let retry = status >= 500 || status == 429;
-            return Err((retry, FetchError::Status { url: url.to_string(), status }));
+            return Err((
+                retry,
+                FetchError::Status {
+                    url: url.to_string(),
+                    status,
+                },
+            ));
         }
         let body = resp
             .body_mut()
@@ -90,7 +100,13 @@ impl HttpClient {
             .read_to_vec()
             .map_err(|e| (true, transport(e.to_string())))?;
         if body.len() as u64 > limit {
-            return Err((false, FetchError::TooLarge { url: url.to_string(), limit }));
+            return Err((
+                false,
+                FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                },
+            ));
         }
         Ok(body)
     }
@@ -113,7 +129,11 @@ impl Fetch for HttpClient {
                     delay *= 2;
                 }
                 Err((_, FetchError::Transport { url, why, .. })) => {
-                    return Err(FetchError::Transport { url, why, attempts: attempt })
+                    return Err(FetchError::Transport {
+                        url,
+                        why,
+                        attempts: attempt,
+                    })
                 }
                 Err((_, e)) => return Err(e),
             }

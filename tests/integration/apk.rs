@@ -50,9 +50,17 @@ fn serve(root: PathBuf) -> String {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let body = if path.contains("..") { None } else { fs::read(root.join(path.trim_start_matches('/'))).ok() };
+                let body = if path.contains("..") {
+                    None
+                } else {
+                    fs::read(root.join(path.trim_start_matches('/'))).ok()
+                };
                 let _ = match body {
                     Some(b) => c
                         .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).as_bytes())
@@ -68,8 +76,15 @@ fn serve(root: PathBuf) -> String {
 /// Writes a package dir with `apk-repo.sh example`, then appends pkginfo lines.
 fn pkg(dir: &Path, name: &str, ver: &str, extra: &[&str]) -> PathBuf {
     let d = dir.join(format!("{name}-{ver}"));
-    ok(Command::new(fixture_script()).arg("example").arg(&d).arg(name).arg(ver));
-    let mut f = fs::OpenOptions::new().append(true).open(d.join("pkginfo")).unwrap();
+    ok(Command::new(fixture_script())
+        .arg("example")
+        .arg(&d)
+        .arg(name)
+        .arg(ver));
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("pkginfo"))
+        .unwrap();
     for l in extra {
         writeln!(f, "{l}").unwrap();
     }
@@ -101,13 +116,33 @@ fn repo() -> &'static Repo {
             pkg(&p, "hello", "1.0-r0", &[]),
             pkg(&p, "greet", "2.0-r0", &["depend = hello>=1.0"]),
             pkg(&p, "libfoo", "1.0-r0", &["provides = so:libfoo.so.1=1.0.0"]),
-            pkg(&p, "app", "1.0-r0", &["depend = so:libfoo.so.1", "depend = cmd:hello"]),
-            pkg(&p, "prov-a", "1.0-r0", &["provides = ssh-virtual", "provider_priority = 10"]),
-            pkg(&p, "prov-b", "1.0-r0", &["provides = ssh-virtual", "provider_priority = 20"]),
+            pkg(
+                &p,
+                "app",
+                "1.0-r0",
+                &["depend = so:libfoo.so.1", "depend = cmd:hello"],
+            ),
+            pkg(
+                &p,
+                "prov-a",
+                "1.0-r0",
+                &["provides = ssh-virtual", "provider_priority = 10"],
+            ),
+            pkg(
+                &p,
+                "prov-b",
+                "1.0-r0",
+                &["provides = ssh-virtual", "provider_priority = 20"],
+            ),
             pkg(&p, "uses-virt", "1.0-r0", &["depend = ssh-virtual"]),
             pkg(&p, "greet-hello", "1.0-r0", &["install_if = greet hello"]),
             pkg(&p, "conflicter", "1.0-r0", &["depend = !busybox"]),
-            pkg(&p, "needs-missing", "1.0-r0", &["depend = so:libnothere.so.9"]),
+            pkg(
+                &p,
+                "needs-missing",
+                "1.0-r0",
+                &["depend = so:libnothere.so.9"],
+            ),
         ];
         for v in ["1.2_rc1-r0", "1.2-r0", "1.2_p1-r0", "1.10-r0", "1.9-r3"] {
             dirs.push(pkg(&p, "ver", v, &[]));
@@ -116,11 +151,23 @@ fn repo() -> &'static Repo {
         let app = p.join("app-1.0-r0/root");
         fs::create_dir_all(app.join("etc/app")).unwrap();
         fs::write(app.join("etc/app/secret"), "s3cret\n").unwrap();
-        fs::set_permissions(app.join("etc/app/secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        fs::set_permissions(
+            app.join("etc/app/secret"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         fs::create_dir_all(app.join("var/lib/app")).unwrap();
-        fs::set_permissions(app.join("var/lib/app"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        fs::set_permissions(
+            app.join("var/lib/app"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         fs::create_dir_all(p.join("libfoo-1.0-r0/root/usr/lib")).unwrap();
-        fs::write(p.join("libfoo-1.0-r0/root/usr/lib/libfoo.so.1"), vec![7u8; 10000]).unwrap();
+        fs::write(
+            p.join("libfoo-1.0-r0/root/usr/lib/libfoo.so.1"),
+            vec![7u8; 10000],
+        )
+        .unwrap();
 
         let out = tmp.join("repo");
         ok(Command::new(fixture_script())
@@ -137,10 +184,19 @@ fn repo() -> &'static Repo {
         copy_dir(&main, &r.join("tampered-pkg/x86_64"));
         flip(&r.join("tampered-pkg/x86_64/hello-1.0-r0.apk"), 20);
         copy_dir(&main, &r.join("c-mismatch/x86_64"));
-        fs::copy(main.join("greet-2.0-r0.apk"), r.join("c-mismatch/x86_64/hello-1.0-r0.apk")).unwrap();
+        fs::copy(
+            main.join("greet-2.0-r0.apk"),
+            r.join("c-mismatch/x86_64/hello-1.0-r0.apk"),
+        )
+        .unwrap();
         copy_dir(&main, &r.join("slash-sign/x86_64"));
         resign_with_slash(&r.join("slash-sign/x86_64/APKINDEX.tar.gz"));
-        let key = fs::read_dir(out.join("keys")).unwrap().next().unwrap().unwrap().path();
+        let key = fs::read_dir(out.join("keys"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let url = serve(r);
         Repo { out, url, key }
     })
@@ -155,7 +211,8 @@ fn resign_with_slash(path: &Path) {
     let mut h = tar::Header::new_gnu();
     h.set_size(e.sig.len() as u64);
     h.set_mode(0o644);
-    b.append_data(&mut h, format!(".SIGN.RSA.sub/{}", e.key), &e.sig[..]).unwrap();
+    b.append_data(&mut h, format!(".SIGN.RSA.sub/{}", e.key), &e.sig[..])
+        .unwrap();
     let t = b.into_inner().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&t).unwrap();
@@ -209,7 +266,10 @@ fn stat_host(root: &Path, rel: &str) -> Option<Stat> {
     let p = root.join(rel);
     let m = fs::symlink_metadata(&p).ok()?;
     let data = if m.file_type().is_symlink() {
-        fs::read_link(&p).ok()?.into_os_string().into_encoded_bytes()
+        fs::read_link(&p)
+            .ok()?
+            .into_os_string()
+            .into_encoded_bytes()
     } else if m.is_file() {
         fs::read(&p).ok()?
     } else {
@@ -245,7 +305,10 @@ fn check_installed(stat: &dyn Fn(&str) -> Option<Stat>) {
     assert_eq!((hello.mode, hello.uid), (0o755, 0));
     assert_eq!(stat("usr/bin/greet-link").unwrap().data, b"greet");
     let secret = stat("etc/app/secret").expect("app's secret");
-    assert_eq!((secret.mode, secret.data.as_slice()), (0o600, &b"s3cret\n"[..]));
+    assert_eq!(
+        (secret.mode, secret.data.as_slice()),
+        (0o600, &b"s3cret\n"[..])
+    );
     let d = stat("var/lib/app").unwrap();
     assert!(d.is_dir && d.mode == 0o700, "var/lib/app mode {:o}", d.mode);
     let sh = stat("bin/sh").expect("the base's busybox is still there");
@@ -259,11 +322,18 @@ fn check_installed(stat: &dyn Fn(&str) -> Option<Stat>) {
     }
     assert!(names.contains("busybox-1.36.1-r29"), "base records kept");
     let mut checked = 0;
-    for i in dbs.iter().filter(|i| EXPECTED.contains(&i.pkg.nv().as_str())) {
+    for i in dbs
+        .iter()
+        .filter(|i| EXPECTED.contains(&i.pkg.nv().as_str()))
+    {
         assert!(i.pkg.identity.is_some());
         for d in &i.dirs {
             for f in &d.files {
-                let rel = if d.name.is_empty() { f.name.clone() } else { format!("{}/{}", d.name, f.name) };
+                let rel = if d.name.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{}/{}", d.name, f.name)
+                };
                 let s = stat(&rel).unwrap_or_else(|| panic!("{rel} listed but missing"));
                 let z = f.checksum.unwrap_or_else(|| panic!("{rel} has no Z:"));
                 let sum: [u8; 20] = sha1::Sha1::digest(&s.data).into();
@@ -281,9 +351,21 @@ fn check_installed(stat: &dyn Fn(&str) -> Option<Stat>) {
     }
     let scripts = stat("lib/apk/db/scripts.tar").unwrap().data;
     let mut ar = tar::Archive::new(&scripts[..]);
-    let names: Vec<String> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-    assert!(names.iter().any(|n| n.starts_with("hello-1.0-r0.Q1") && n.ends_with(".pre-install")), "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("alpine-baselayout-")), "base scripts kept: {names:?}");
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("hello-1.0-r0.Q1") && n.ends_with(".pre-install")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("alpine-baselayout-")),
+        "base scripts kept: {names:?}"
+    );
 }
 
 #[test]
@@ -303,7 +385,13 @@ fn apk_install_resolves_verifies_and_records() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| format!("{}-{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+        .map(|p| {
+            format!(
+                "{}-{}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
         .collect();
     added.sort();
     assert_eq!(added, EXPECTED);
@@ -329,7 +417,11 @@ fn apk_install_resolves_verifies_and_records() {
         v["requests"],
         w["install_seconds"].as_f64().unwrap()
     );
-    assert_eq!(common::sha256_file(&img), common::sha256_file(&out2.join("rootfs.ext4")), "same inputs, same image");
+    assert_eq!(
+        common::sha256_file(&img),
+        common::sha256_file(&out2.join("rootfs.ext4")),
+        "same inputs, same image"
+    );
 
     // A lock naming a version the repository does not have fails.
     fs::write(&lock, lock_text.replace("ver 1.2_p1-r0", "ver 9.9-r0")).unwrap();
@@ -343,12 +435,22 @@ fn apk_install_resolves_verifies_and_records() {
     assert!(!out3.join("rootfs.ext4").exists());
 
     // The library path, checked on the tree (no root needed).
-    let mut tree = rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE))).unwrap();
+    let mut tree =
+        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+            .unwrap();
     let opts = apk::Options {
         packages: WORLD.iter().map(|s| s.to_string()).collect(),
         overrides: repo::Overrides {
             repositories: vec![format!("{}/main", repo().url)],
-            keys: vec![(repo().key.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&repo().key).unwrap())],
+            keys: vec![(
+                repo()
+                    .key
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                fs::read(&repo().key).unwrap(),
+            )],
             mirror: None,
         },
         lock: None,
@@ -381,32 +483,66 @@ fn expect_failure(repo_path: &str, packages: &[&str], trust: bool, needle: &str)
     let o = run(&mut c);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{repo_path} {packages:?} should fail");
-    assert!(err.contains(needle), "{repo_path} {packages:?}: expected {needle:?} in: {err}");
+    assert!(
+        err.contains(needle),
+        "{repo_path} {packages:?}: expected {needle:?} in: {err}"
+    );
     assert!(!out.join("rootfs.ext4").exists(), "no output on failure");
 }
 
 #[test]
 fn apk_untrustworthy_repositories_fail_cleanly() {
     expect_failure("main", &["hello"], false, "signed only by untrusted key");
-    expect_failure("tampered-index", &["hello"], true, "bad signature by trusted key");
+    expect_failure(
+        "tampered-index",
+        &["hello"],
+        true,
+        "bad signature by trusted key",
+    );
     expect_failure("tampered-pkg", &["hello"], true, "does not match datahash");
-    expect_failure("c-mismatch", &["hello"], true, "does not match the index's C:");
+    expect_failure(
+        "c-mismatch",
+        &["hello"],
+        true,
+        "does not match the index's C:",
+    );
     expect_failure("slash-sign", &["hello"], true, "contains `/`");
 }
 
 #[test]
 fn apk_unresolvable_requests_fail_cleanly() {
-    expect_failure("main", &["needs-missing"], true, "nothing provides so:libnothere.so.9 (needed by world → needs-missing-1.0-r0)");
+    expect_failure(
+        "main",
+        &["needs-missing"],
+        true,
+        "nothing provides so:libnothere.so.9 (needed by world → needs-missing-1.0-r0)",
+    );
     expect_failure("main", &["hello>=2"], true, "hello>=2 cannot be satisfied");
-    expect_failure("main", &["conflicter"], true, "conflicts with busybox-1.36.1-r29 (installed in the base)");
-    expect_failure("main", &["no-such-package"], true, "nothing provides no-such-package");
+    expect_failure(
+        "main",
+        &["conflicter"],
+        true,
+        "conflicts with busybox-1.36.1-r29 (installed in the base)",
+    );
+    expect_failure(
+        "main",
+        &["no-such-package"],
+        true,
+        "nothing provides no-such-package",
+    );
 }
 
 fn minirootfs_keys(base: &str) -> Keyring {
-    let tree = rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(base))).unwrap();
+    let tree =
+        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(base)))
+            .unwrap();
     let mut t = tree;
-    t.write_file(b"/etc/apk/repositories", b"http://unused.invalid/main\n", rootsmith::tree::Meta::new(0o644, rootsmith::tree::Time::secs(0)))
-        .unwrap();
+    t.write_file(
+        b"/etc/apk/repositories",
+        b"http://unused.invalid/main\n",
+        rootsmith::tree::Meta::new(0o644, rootsmith::tree::Time::secs(0)),
+    )
+    .unwrap();
     repo::config(&t, &repo::Overrides::default()).unwrap().keys
 }
 
@@ -418,7 +554,10 @@ fn apk_real_alpine_index_and_package_verify_with_the_images_keys() {
     let index = fs::read(data_dir.join("alpine-v3.16-APKINDEX.tar.gz")).unwrap();
     let pkgs = repo::read_index(&index, &keys, "alpine v3.16 APKINDEX").unwrap();
     assert!(pkgs.len() > 4000, "{} records", pkgs.len());
-    let base = pkgs.iter().find(|p| p.name == "alpine-baselayout" && p.version == "3.2.0-r23").expect("listed");
+    let base = pkgs
+        .iter()
+        .find(|p| p.name == "alpine-baselayout" && p.version == "3.2.0-r23")
+        .expect("listed");
     // The package copy is a different build of the same version than the index lists
     // (apko keeps it "to validate bytes"): its own Alpine signature and datahash verify,
     // and binding it to this index fails on C:, as it must.
@@ -428,15 +567,32 @@ fn apk_real_alpine_index_and_package_verify_with_the_images_keys() {
     // It is an aarch64 build: signed by the aarch64 builder key, which the x86_64 image
     // does not trust and the aarch64 image does.
     let e = f.verify(None, &keys).unwrap_err().to_string();
-    assert!(e.contains("untrusted key(s) alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub"), "{e}");
+    assert!(
+        e.contains("untrusted key(s) alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub"),
+        "{e}"
+    );
     let arm_keys = minirootfs_keys("alpine-minirootfs-3.20.3-aarch64.tar.gz");
-    let signer = f.verify(None, &arm_keys).expect("real package verifies against the aarch64 image's keys");
-    assert_eq!(signer, "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub");
+    let signer = f
+        .verify(None, &arm_keys)
+        .expect("real package verifies against the aarch64 image's keys");
+    assert_eq!(
+        signer,
+        "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub"
+    );
     assert_eq!(f.info.get("pkgname"), Some("alpine-baselayout"));
-    assert_eq!(base.identity.unwrap().to_string(), "Q19UI7UxyiUywG6aew9c3lCBPshsE=");
+    assert_eq!(
+        base.identity.unwrap().to_string(),
+        "Q19UI7UxyiUywG6aew9c3lCBPshsE="
+    );
     let e = f.verify(base.identity, &arm_keys).unwrap_err().to_string();
-    assert!(e.contains("does not match the index's C:Q19UI7UxyiUywG6aew9c3lCBPshsE="), "{e}");
-    assert!(pkgs.iter().any(|p| p.provides.iter().any(|d| d.name == "so:libc.musl-x86_64.so.1")));
+    assert!(
+        e.contains("does not match the index's C:Q19UI7UxyiUywG6aew9c3lCBPshsE="),
+        "{e}"
+    );
+    assert!(pkgs.iter().any(|p| p
+        .provides
+        .iter()
+        .any(|d| d.name == "so:libc.musl-x86_64.so.1")));
 
     // Any flipped byte of the signed part is caught.
     let mut bad = index.clone();
@@ -444,13 +600,27 @@ fn apk_real_alpine_index_and_package_verify_with_the_images_keys() {
     bad[i] ^= 1;
     assert!(repo::read_index(&bad, &keys, "tampered").is_err());
     // An empty keyring trusts nothing.
-    let e = repo::read_index(&index, &Keyring::new(), "v3.16").unwrap_err().to_string();
-    assert!(e.contains("untrusted key(s) alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub"), "{e}");
+    let e = repo::read_index(&index, &Keyring::new(), "v3.16")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("untrusted key(s) alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub"),
+        "{e}"
+    );
 
     // RSA256 (SHA-256) signatures.
     let mut k = Keyring::new();
-    k.add_pem("test-rsa256.rsa.pub", &fs::read(data_dir.join("test-rsa256.rsa.pub")).unwrap()).unwrap();
-    let p = repo::read_index(&fs::read(data_dir.join("rsa256-APKINDEX.tar.gz")).unwrap(), &k, "rsa256").unwrap();
+    k.add_pem(
+        "test-rsa256.rsa.pub",
+        &fs::read(data_dir.join("test-rsa256.rsa.pub")).unwrap(),
+    )
+    .unwrap();
+    let p = repo::read_index(
+        &fs::read(data_dir.join("rsa256-APKINDEX.tar.gz")).unwrap(),
+        &k,
+        "rsa256",
+    )
+    .unwrap();
     assert_eq!(p[0].name, "alpine-baselayout");
 }
 
@@ -459,14 +629,23 @@ fn apk_mirror_replaces_the_image_host() {
     // The image's own repositories file, pointed at the loopback server by --apk-mirror.
     let tmp = tempfile::tempdir().unwrap();
     let r = repo();
-    let mut tree = rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE))).unwrap();
-    tree.write_file(b"/etc/apk/repositories", b"# test\nhttps://mirror.invalid/main\n", rootsmith::tree::Meta::new(0o644, rootsmith::tree::Time::secs(0)))
-        .unwrap();
+    let mut tree =
+        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+            .unwrap();
+    tree.write_file(
+        b"/etc/apk/repositories",
+        b"# test\nhttps://mirror.invalid/main\n",
+        rootsmith::tree::Meta::new(0o644, rootsmith::tree::Time::secs(0)),
+    )
+    .unwrap();
     let opts = apk::Options {
         packages: vec!["hello".into()],
         overrides: repo::Overrides {
             repositories: vec![],
-            keys: vec![(r.key.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&r.key).unwrap())],
+            keys: vec![(
+                r.key.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&r.key).unwrap(),
+            )],
             mirror: Some(r.url.clone()),
         },
         lock: None,

@@ -26,11 +26,15 @@ fn url_key(url: &str) -> String {
 impl Cache {
     /// A cache under `root` (created on first write).
     pub fn new(root: &Path) -> Cache {
-        Cache { root: root.join("apk") }
+        Cache {
+            root: root.join("apk"),
+        }
     }
 
     fn index_path(&self, url: &str) -> PathBuf {
-        self.root.join("index").join(format!("{}.tar.gz", url_key(url)))
+        self.root
+            .join("index")
+            .join(format!("{}.tar.gz", url_key(url)))
     }
 
     fn pkg_path(&self, id: &Identity) -> PathBuf {
@@ -92,7 +96,10 @@ mod tests {
         let c = Cache::new(d.path());
         assert!(c.index("http://x/i", Duration::from_secs(60)).is_none());
         c.put_index("http://x/i", b"abc").unwrap();
-        assert_eq!(c.index("http://x/i", Duration::from_secs(60)).unwrap(), b"abc");
+        assert_eq!(
+            c.index("http://x/i", Duration::from_secs(60)).unwrap(),
+            b"abc"
+        );
         let id = Identity::of(b"ctl");
         c.put_package(&id, b"pkg").unwrap();
         assert_eq!(c.package(&id).unwrap(), b"pkg");

@@ -54,7 +54,10 @@ pub fn parse(text: &str) -> Result<Vec<Installed>, IndexError> {
     let mut flush = |cur: &mut Option<Installed>, line: usize| -> Result<(), IndexError> {
         if let Some(i) = cur.take() {
             if i.pkg.name.is_empty() || i.pkg.version.is_empty() {
-                return Err(IndexError::Incomplete { line, what: "P: or V:" });
+                return Err(IndexError::Incomplete {
+                    line,
+                    what: "P: or V:",
+                });
             }
             out.push(i);
         }
@@ -84,7 +87,10 @@ pub fn parse(text: &str) -> Result<Vec<Installed>, IndexError> {
                 files: Vec::new(),
             }),
             b'M' => {
-                let d = inst.dirs.last_mut().ok_or_else(|| bad("M: before any F:"))?;
+                let d = inst
+                    .dirs
+                    .last_mut()
+                    .ok_or_else(|| bad("M: before any F:"))?;
                 d.acl = Some(parse_acl(v).ok_or_else(|| bad("expected uid:gid:octal-mode"))?);
             }
             b'R' => {
@@ -195,7 +201,10 @@ Z:Q1vfk1apUWI4yLJGhhNRd0kJixfvY=
         assert_eq!(i.dirs.len(), 3);
         assert_eq!(i.dirs[2].acl, Some((0, 0, 0o700)));
         assert_eq!(i.dirs[2].files[0].acl, Some((0, 0, 0o600)));
-        assert_eq!(i.file_paths().collect::<Vec<_>>(), ["etc/motd", "etc/crontabs/root"]);
+        assert_eq!(
+            i.file_paths().collect::<Vec<_>>(),
+            ["etc/motd", "etc/crontabs/root"]
+        );
         assert_eq!(i.render(), REC);
     }
 

@@ -55,7 +55,10 @@ impl Dep {
             None => (rest, None),
             Some(i) => {
                 let tail = &rest[i..];
-                let op_len = tail.bytes().take_while(|b| matches!(b, b'<' | b'>' | b'=' | b'~')).count();
+                let op_len = tail
+                    .bytes()
+                    .take_while(|b| matches!(b, b'<' | b'>' | b'=' | b'~'))
+                    .count();
                 let op = Op::parse(&tail[..op_len]).ok_or_else(bad)?;
                 let ver = &tail[op_len..];
                 if !version::is_valid(ver) {

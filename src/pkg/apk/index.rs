@@ -38,7 +38,11 @@ impl Identity {
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Q1{}", base64::engine::general_purpose::STANDARD.encode(self.0))
+        write!(
+            f,
+            "Q1{}",
+            base64::engine::general_purpose::STANDARD.encode(self.0)
+        )
     }
 }
 
@@ -131,13 +135,16 @@ impl Package {
             why,
         };
         let num = |v: &str| -> Result<u64, IndexError> {
-            v.trim().parse::<u64>().map_err(|_| field(format!("{v:?} is not a number")))
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| field(format!("{v:?} is not a number")))
         };
         let deps = |v: &str| Dep::parse_list(v).map_err(|e| field(e.to_string()));
         match key {
             b'C' => {
                 self.identity = Some(
-                    Identity::parse(value).ok_or_else(|| field(format!("{value:?} is not Q1<base64 sha1>")))?,
+                    Identity::parse(value)
+                        .ok_or_else(|| field(format!("{value:?} is not Q1<base64 sha1>")))?,
                 )
             }
             b'P' => self.name = value.to_string(),
@@ -157,13 +164,17 @@ impl Package {
             b'm' => self.maintainer = value.to_string(),
             b't' => {
                 self.build_time = Some(
-                    value.trim().parse().map_err(|_| field(format!("{value:?} is not a time")))?,
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| field(format!("{value:?} is not a time")))?,
                 )
             }
             b'c' => self.commit = value.to_string(),
             b'k' => {
                 self.provider_priority = Some(
-                    u32::try_from(num(value)?).map_err(|_| field("priority out of range".into()))?,
+                    u32::try_from(num(value)?)
+                        .map_err(|_| field("priority out of range".into()))?,
                 )
             }
             b'D' => self.depends = deps(value)?,
@@ -172,7 +183,8 @@ impl Package {
             b'r' => self.replaces = deps(value)?,
             b'q' => {
                 self.replaces_priority = Some(
-                    u32::try_from(num(value)?).map_err(|_| field("priority out of range".into()))?,
+                    u32::try_from(num(value)?)
+                        .map_err(|_| field("priority out of range".into()))?,
                 )
             }
             _ => return Ok(false),
@@ -207,7 +219,12 @@ impl Package {
         if let Some(k) = self.provider_priority {
             line('k', &k.to_string());
         }
-        let list = |v: &[Dep]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" ");
+        let list = |v: &[Dep]| {
+            v.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         line('D', &list(&self.depends));
         line('p', &list(&self.provides));
         line('i', &list(&self.install_if));
@@ -241,10 +258,16 @@ pub fn parse(text: &str) -> Result<Vec<Package>, IndexError> {
     let finish = |cur: &mut Option<Package>, out: &mut Vec<Package>, line: usize| {
         if let Some(p) = cur.take() {
             if p.name.is_empty() {
-                return Err(IndexError::Incomplete { line, what: "P: (name)" });
+                return Err(IndexError::Incomplete {
+                    line,
+                    what: "P: (name)",
+                });
             }
             if p.version.is_empty() {
-                return Err(IndexError::Incomplete { line, what: "V: (version)" });
+                return Err(IndexError::Incomplete {
+                    line,
+                    what: "V: (version)",
+                });
             }
             out.push(p);
         }
@@ -266,7 +289,12 @@ pub fn parse(text: &str) -> Result<Vec<Package>, IndexError> {
 
 /// Applies one header field to `pkg` (for the installed-database reader). Returns false
 /// for letters that are not header fields.
-pub(crate) fn apply_field(pkg: &mut Package, line: usize, key: u8, value: &str) -> Result<bool, IndexError> {
+pub(crate) fn apply_field(
+    pkg: &mut Package,
+    line: usize,
+    key: u8,
+    value: &str,
+) -> Result<bool, IndexError> {
     pkg.apply(line, key, value)
 }
 
@@ -313,7 +341,10 @@ i:busybox=1.36.1-r29
         assert_eq!(a.build_time, Some(1714981135));
         assert_eq!(a.depends.len(), 2);
         assert_eq!(a.replaces_priority, Some(1000));
-        assert_eq!(a.identity.unwrap().to_string(), "Q1qKcZ+j23xssAXmgQhkOO8dHnbWw=");
+        assert_eq!(
+            a.identity.unwrap().to_string(),
+            "Q1qKcZ+j23xssAXmgQhkOO8dHnbWw="
+        );
         let b = &pkgs[1];
         assert_eq!(b.provider_priority, Some(100));
         assert_eq!(b.provides[1].constraint.as_ref().unwrap().1, "1.36.1-r29");
@@ -329,9 +360,18 @@ i:busybox=1.36.1-r29
             parse("P:a\nV:1\nnonsense\n").unwrap_err().to_string(),
             "line 3: expected `X:value`, found \"nonsense\""
         );
-        assert!(matches!(parse("P:a\n\nV:1\n"), Err(IndexError::Incomplete { .. })));
-        assert!(matches!(parse("P:a\nV:1\nS:x\n"), Err(IndexError::Field { field: 'S', .. })));
-        assert!(matches!(parse("P:a\nV:1\nC:Q2xx\n"), Err(IndexError::Field { field: 'C', .. })));
+        assert!(matches!(
+            parse("P:a\n\nV:1\n"),
+            Err(IndexError::Incomplete { .. })
+        ));
+        assert!(matches!(
+            parse("P:a\nV:1\nS:x\n"),
+            Err(IndexError::Field { field: 'S', .. })
+        ));
+        assert!(matches!(
+            parse("P:a\nV:1\nC:Q2xx\n"),
+            Err(IndexError::Field { field: 'C', .. })
+        ));
         assert_eq!(parse("\n\n").unwrap(), vec![]);
     }
 }

@@ -37,7 +37,9 @@ pub enum InstallError {
         source: EntryError,
     },
     /// A file's content does not match its recorded checksum.
-    #[error("{pkg}: {path}: content does not match its APK-TOOLS.checksum.SHA1: the package is corrupt")]
+    #[error(
+        "{pkg}: {path}: content does not match its APK-TOOLS.checksum.SHA1: the package is corrupt"
+    )]
     Checksum {
         /// `name-version`.
         pkg: String,
@@ -117,14 +119,25 @@ pub fn extract(
         let header_acl = || -> (u32, u32, u16) {
             let h = entry.header();
             (
-                h.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0),
-                h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0),
+                h.uid()
+                    .ok()
+                    .and_then(|u| u32::try_from(u).ok())
+                    .unwrap_or(0),
+                h.gid()
+                    .ok()
+                    .and_then(|g| u32::try_from(g).ok())
+                    .unwrap_or(0),
                 (h.mode().unwrap_or(0o755) & 0o7777) as u16,
             )
         };
         if etype.is_dir() {
-            let kept_symlink = matches!(tree.lookup_nofollow(abs.as_bytes()).map(|id| &tree.inode(id).kind), Some(Kind::Symlink(_)))
-                && tree.lookup(abs.as_bytes()).is_some_and(|id| tree.inode(id).is_dir());
+            let kept_symlink = matches!(
+                tree.lookup_nofollow(abs.as_bytes())
+                    .map(|id| &tree.inode(id).kind),
+                Some(Kind::Symlink(_))
+            ) && tree
+                .lookup(abs.as_bytes())
+                .is_some_and(|id| tree.inode(id).is_dir());
             let acl = header_acl();
             if !kept_symlink {
                 crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
@@ -152,11 +165,16 @@ pub fn extract(
             }
         }
         crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
-        let id = tree.lookup_nofollow(abs.as_bytes()).ok_or_else(|| stream(format!("{rel} vanished after unpacking")))?;
+        let id = tree
+            .lookup_nofollow(abs.as_bytes())
+            .ok_or_else(|| stream(format!("{rel} vanished after unpacking")))?;
         let inode = tree.inode(id);
         let found: Option<[u8; 20]> = match &inode.kind {
             Kind::File(c) => {
-                let bytes = tree.store().read_all(c).map_err(|e| stream(format!("{rel}: {e}")))?;
+                let bytes = tree
+                    .store()
+                    .read_all(c)
+                    .map_err(|e| stream(format!("{rel}: {e}")))?;
                 Some(sha1::Sha1::digest(&bytes).into())
             }
             Kind::Symlink(t) => Some(sha1::Sha1::digest(t).into()),
@@ -171,7 +189,11 @@ pub fn extract(
             }
         }
         let m = &inode.meta;
-        let mode = if matches!(inode.kind, Kind::Symlink(_)) { 0o777 } else { m.mode };
+        let mode = if matches!(inode.kind, Kind::Symlink(_)) {
+            0o777
+        } else {
+            m.mode
+        };
         let acl = (m.uid, m.gid, mode);
         let (dir, name) = match rel.rsplit_once('/') {
             Some((d, n)) => (d.to_string(), n.to_string()),

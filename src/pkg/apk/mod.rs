@@ -152,8 +152,13 @@ pub struct Report {
 impl Report {
     /// The lock file text for this set (`name version` per line, sorted).
     pub fn lock_text(&self) -> String {
-        let mut s = String::from("# rootsmith apk lock: the exact packages a build adds (name version)\n");
-        let set: BTreeMap<&str, &str> = self.added.iter().map(|a| (a.name.as_str(), a.version.as_str())).collect();
+        let mut s =
+            String::from("# rootsmith apk lock: the exact packages a build adds (name version)\n");
+        let set: BTreeMap<&str, &str> = self
+            .added
+            .iter()
+            .map(|a| (a.name.as_str(), a.version.as_str()))
+            .collect();
         for (n, v) in set {
             s.push_str(&format!("{n} {v}\n"));
         }
@@ -198,7 +203,9 @@ pub fn parse_lock(text: &str) -> Result<BTreeMap<String, String>, BadLock> {
 /// Where the base keeps the installed database (`/lib/apk/db`, or `/usr/lib/apk/db` on
 /// images that moved it).
 fn db_dir(tree: &Tree) -> &'static str {
-    if tree.lookup(b"/lib/apk/db/installed").is_none() && tree.lookup(b"/usr/lib/apk/db/installed").is_some() {
+    if tree.lookup(b"/lib/apk/db/installed").is_none()
+        && tree.lookup(b"/usr/lib/apk/db/installed").is_some()
+    {
         "/usr/lib/apk/db"
     } else {
         "/lib/apk/db"
@@ -221,10 +228,11 @@ fn write_text(tree: &mut Tree, path: &str, data: &[u8], epoch: Time) -> Result<(
         }
         None => Meta::new(0o644, epoch),
     };
-    tree.write_file(path.as_bytes(), data, meta).map_err(|e| ApkError::Tree {
-        path: path.to_string(),
-        why: e.to_string(),
-    })?;
+    tree.write_file(path.as_bytes(), data, meta)
+        .map_err(|e| ApkError::Tree {
+            path: path.to_string(),
+            why: e.to_string(),
+        })?;
     Ok(())
 }
 
@@ -255,7 +263,8 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
         });
     }
     for (ri, r) in cfg.repositories.iter().enumerate() {
-        let (pkgs, net) = repo::load_index(r, &cfg, fetch, opts.cache.as_ref(), opts.index_max_age)?;
+        let (pkgs, net) =
+            repo::load_index(r, &cfg, fetch, opts.cache.as_ref(), opts.index_max_age)?;
         report.requests += usize::from(net);
         for p in pkgs {
             u.add(resolve::Candidate {
@@ -301,12 +310,16 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
                 url: url.clone(),
                 source,
             })?;
-            f.verify(pkg.identity, &cfg.keys).map_err(|source| ApkError::Package {
-                pkg: pkg.nv(),
-                url: url.clone(),
-                source,
-            })?;
-            let (n, v) = (f.info.get("pkgname").unwrap_or(""), f.info.get("pkgver").unwrap_or(""));
+            f.verify(pkg.identity, &cfg.keys)
+                .map_err(|source| ApkError::Package {
+                    pkg: pkg.nv(),
+                    url: url.clone(),
+                    source,
+                })?;
+            let (n, v) = (
+                f.info.get("pkgname").unwrap_or(""),
+                f.info.get("pkgver").unwrap_or(""),
+            );
             if n != pkg.name || v != pkg.version {
                 return Err(ApkError::Mismatch {
                     pkg: pkg.nv(),
@@ -334,7 +347,9 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
                 report.requests += 1;
                 verify(&d)?;
                 if let (Some(cache), Some(id)) = (&opts.cache, pkg.identity) {
-                    cache.put_package(&id, &d).map_err(|e| ApkError::Cache(e.to_string()))?;
+                    cache
+                        .put_package(&id, &d)
+                        .map_err(|e| ApkError::Cache(e.to_string()))?;
                 }
                 d
             }
@@ -359,7 +374,14 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
             url: String::new(),
             source,
         })?;
-        let dirs = install::extract(tree, apk.data_raw, &pkg.name, &pkg.nv(), &pkg.replaces, &mut owners)?;
+        let dirs = install::extract(
+            tree,
+            apk.data_raw,
+            &pkg.name,
+            &pkg.nv(),
+            &pkg.replaces,
+            &mut owners,
+        )?;
         report.files += dirs.iter().map(|d| d.files.len()).sum::<usize>();
         let id = apk.identity();
         let mut rec_pkg = pkg.clone();
@@ -393,7 +415,10 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
     if !scripts.is_empty() {
         let path = format!("{dbd}/scripts.tar");
         let tar = append_scripts(tree.read_file(path.as_bytes()).ok(), &scripts, opts.epoch)
-            .map_err(|e| ApkError::Tree { path: path.clone(), why: e.to_string() })?;
+            .map_err(|e| ApkError::Tree {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
         write_text(tree, &path, &tar, opts.epoch)?;
     }
     if !triggers.is_empty() {
@@ -411,7 +436,11 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
 }
 
 /// `scripts.tar` with `new` entries appended to the existing archive's entries.
-fn append_scripts(existing: Option<Vec<u8>>, new: &[(String, Vec<u8>)], epoch: Time) -> std::io::Result<Vec<u8>> {
+fn append_scripts(
+    existing: Option<Vec<u8>>,
+    new: &[(String, Vec<u8>)],
+    epoch: Time,
+) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     if let Some(old) = existing {
         let mut ar = tar::Archive::new(&old[..]);

@@ -74,7 +74,10 @@ impl PkgInfo {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -90,15 +93,18 @@ pub struct ApkFile<'a> {
     /// `.PKGINFO`.
     pub info: PkgInfo,
     /// Install scripts by name (`.pre-install`, ...), in archive order.
-    pub scripts: Vec<(String, Vec<u8>)>,
+    pub scripts: Scripts,
 }
 
 fn fmt_err(e: impl std::fmt::Display) -> PackageError {
     PackageError::Format(e.to_string())
 }
 
+/// Install scripts by name, in archive order.
+pub type Scripts = Vec<(String, Vec<u8>)>;
+
 /// Reads the control tar: `.PKGINFO` and scripts.
-fn read_control(tar_bytes: &[u8]) -> Result<(Option<PkgInfo>, Vec<(String, Vec<u8>)>), PackageError> {
+fn read_control(tar_bytes: &[u8]) -> Result<(Option<PkgInfo>, Scripts), PackageError> {
     let mut info = None;
     let mut scripts = Vec::new();
     let mut ar = tar::Archive::new(tar_bytes);
@@ -123,7 +129,9 @@ impl<'a> ApkFile<'a> {
             return Err(PackageError::V3);
         }
         if !data.starts_with(&[0x1f, 0x8b]) {
-            return Err(PackageError::Format("it does not start with a gzip member".into()));
+            return Err(PackageError::Format(
+                "it does not start with a gzip member".into(),
+            ));
         }
         let (first, after_first) = signature::split_member(data, MAX_CONTROL).map_err(fmt_err)?;
         let sigs = signature::read_entries(&first)?;
@@ -137,9 +145,12 @@ impl<'a> ApkFile<'a> {
             (&after_first[..len], ctl, rest)
         };
         let (info, scripts) = read_control(&control_tar)?;
-        let info = info.ok_or_else(|| PackageError::Format("no .PKGINFO in the control member".into()))?;
+        let info =
+            info.ok_or_else(|| PackageError::Format("no .PKGINFO in the control member".into()))?;
         if after_control.is_empty() {
-            return Err(PackageError::Format("no data member after the control member".into()));
+            return Err(PackageError::Format(
+                "no data member after the control member".into(),
+            ));
         }
         Ok(ApkFile {
             signatures: sigs,
@@ -157,7 +168,11 @@ impl<'a> ApkFile<'a> {
 
     /// Checks the identity against the index, the signature against `keys` and the data
     /// against `datahash`. Returns the name of the key that signed it.
-    pub fn verify(&self, expected: Option<Identity>, keys: &Keyring) -> Result<String, PackageError> {
+    pub fn verify(
+        &self,
+        expected: Option<Identity>,
+        keys: &Keyring,
+    ) -> Result<String, PackageError> {
         if let Some(expected) = expected {
             let found = self.identity();
             if found != expected {

@@ -48,14 +48,20 @@ pub fn config(tree: &Tree, o: &Overrides) -> Result<Config, ApkError> {
         .filter(|a| !a.is_empty())
         .ok_or(ApkError::NoArch)?;
     let mut repositories = if o.repositories.is_empty() {
-        let text = tree.read_file(b"/etc/apk/repositories").map_err(|_| ApkError::NoRepositories)?;
+        let text = tree
+            .read_file(b"/etc/apk/repositories")
+            .map_err(|_| ApkError::NoRepositories)?;
         apk_repositories::parse(&String::from_utf8_lossy(&text))
     } else {
-        o.repositories.iter().flat_map(|r| apk_repositories::parse(r)).collect()
+        o.repositories
+            .iter()
+            .flat_map(|r| apk_repositories::parse(r))
+            .collect()
     };
     if let Some(m) = &o.mirror {
         for r in &mut repositories {
-            r.url = apk_repositories::with_mirror(&r.url, m).ok_or_else(|| ApkError::Mirror(r.url.clone()))?;
+            r.url = apk_repositories::with_mirror(&r.url, m)
+                .ok_or_else(|| ApkError::Mirror(r.url.clone()))?;
         }
     }
     if repositories.is_empty() {
@@ -68,7 +74,9 @@ pub fn config(tree: &Tree, o: &Overrides) -> Result<Config, ApkError> {
             for n in names {
                 let mut p = b"/etc/apk/keys/".to_vec();
                 p.extend_from_slice(&n);
-                let is_file = tree.lookup(&p).is_some_and(|id| matches!(tree.inode(id).kind, Kind::File(_)));
+                let is_file = tree
+                    .lookup(&p)
+                    .is_some_and(|id| matches!(tree.inode(id).kind, Kind::File(_)));
                 if !is_file {
                     continue;
                 }
@@ -101,10 +109,11 @@ pub fn package_url(repo: &Repository, arch: &str, pkg: &Package) -> String {
 
 /// Verifies a whole `APKINDEX.tar.gz` and returns its records.
 pub fn read_index(data: &[u8], keys: &Keyring, what: &str) -> Result<Vec<Package>, ApkError> {
-    let (_, signed) = signature::verify_file(data, keys).map_err(|source| ApkError::IndexSignature {
-        url: what.to_string(),
-        source,
-    })?;
+    let (_, signed) =
+        signature::verify_file(data, keys).map_err(|source| ApkError::IndexSignature {
+            url: what.to_string(),
+            source,
+        })?;
     let bad = |why: String| ApkError::IndexFormat {
         url: what.to_string(),
         why,
@@ -144,7 +153,8 @@ pub fn load_index(
     let data = fetch.get(&url, MAX_INDEX).map_err(ApkError::Fetch)?;
     let pkgs = read_index(&data, &cfg.keys, &url)?;
     if let Some(c) = cache {
-        c.put_index(&url, &data).map_err(|e| ApkError::Cache(e.to_string()))?;
+        c.put_index(&url, &data)
+            .map_err(|e| ApkError::Cache(e.to_string()))?;
     }
     Ok((pkgs, true))
 }

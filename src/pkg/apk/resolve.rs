@@ -36,7 +36,9 @@ impl Candidate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// Nothing provides the name.
-    #[error("nothing provides {dep} (needed by {chain}): check the package name and the repositories")]
+    #[error(
+        "nothing provides {dep} (needed by {chain}): check the package name and the repositories"
+    )]
     Missing {
         /// The dependency.
         dep: String,
@@ -188,7 +190,10 @@ impl<'u> Solver<'u> {
                 continue;
             }
             for d in self.u.cands[i].pkg.depends.iter().filter(|d| d.conflict) {
-                if names.iter().any(|(n, v)| *n == d.name && d.satisfied_by(*v)) {
+                if names
+                    .iter()
+                    .any(|(n, v)| *n == d.name && d.satisfied_by(*v))
+                {
                     return Some(self.nv(i));
                 }
             }
@@ -232,11 +237,16 @@ impl<'u> Solver<'u> {
                 chain: chain_text(chain),
             });
         }
-        let is_real = all.iter().any(|(c, _)| self.u.cands[*c].pkg.name == dep.name);
+        let is_real = all
+            .iter()
+            .any(|(c, _)| self.u.cands[*c].pkg.name == dep.name);
         let mut ok: Vec<(usize, Option<&str>)> = all
             .iter()
             .filter(|(c, v)| {
-                dep.satisfied_by(v.as_deref()) && self.tag_ok(*c, dep) && self.lock_ok(*c) && !self.u.cands[*c].installed()
+                dep.satisfied_by(v.as_deref())
+                    && self.tag_ok(*c, dep)
+                    && self.lock_ok(*c)
+                    && !self.u.cands[*c].installed()
             })
             .map(|(c, v)| (*c, v.as_deref()))
             .collect();
@@ -248,7 +258,10 @@ impl<'u> Solver<'u> {
                 .filter(|(c, v)| v.is_some() || self.u.cands[*c].pkg.provider_priority.is_some())
                 .collect();
             if auto.is_empty() && ok.len() > 1 {
-                let mut names: Vec<String> = ok.iter().map(|(c, _)| self.u.cands[*c].pkg.name.clone()).collect();
+                let mut names: Vec<String> = ok
+                    .iter()
+                    .map(|(c, _)| self.u.cands[*c].pkg.name.clone())
+                    .collect();
                 names.sort();
                 names.dedup();
                 return Err(ResolveError::Virtual {
@@ -269,7 +282,12 @@ impl<'u> Solver<'u> {
                     let what = if p.name == dep.name {
                         p.nv()
                     } else {
-                        format!("{} (provides {}{})", p.nv(), dep.name, v.as_deref().map(|v| format!("={v}")).unwrap_or_default())
+                        format!(
+                            "{} (provides {}{})",
+                            p.nv(),
+                            dep.name,
+                            v.as_deref().map(|v| format!("={v}")).unwrap_or_default()
+                        )
                     };
                     if self.u.cands[*c].installed() {
                         format!("{what} installed in the base")
@@ -290,7 +308,10 @@ impl<'u> Solver<'u> {
         ok.sort_by(|(a, av), (b, bv)| {
             let (pa, pb) = (&u.cands[*a].pkg, &u.cands[*b].pkg);
             let real = (pb.name == dep.name).cmp(&(pa.name == dep.name));
-            let prio = pb.provider_priority.unwrap_or(0).cmp(&pa.provider_priority.unwrap_or(0));
+            let prio = pb
+                .provider_priority
+                .unwrap_or(0)
+                .cmp(&pa.provider_priority.unwrap_or(0));
             let pver = match (av, bv) {
                 (Some(x), Some(y)) if pa.name != dep.name => version::compare(y, x),
                 _ => std::cmp::Ordering::Equal,
@@ -372,11 +393,17 @@ impl<'u> Solver<'u> {
             let mut added = false;
             let mut best: BTreeMap<&str, usize> = BTreeMap::new();
             for (i, c) in self.u.cands.iter().enumerate() {
-                if c.installed() || c.pkg.install_if.is_empty() || c.tag.is_some() || !self.lock_ok(i) {
+                if c.installed()
+                    || c.pkg.install_if.is_empty()
+                    || c.tag.is_some()
+                    || !self.lock_ok(i)
+                {
                     continue;
                 }
                 match best.get(c.pkg.name.as_str()) {
-                    Some(&j) if version::compare(&self.u.cands[j].pkg.version, &c.pkg.version).is_ge() => {}
+                    Some(&j)
+                        if version::compare(&self.u.cands[j].pkg.version, &c.pkg.version)
+                            .is_ge() => {}
                     _ => {
                         best.insert(&c.pkg.name, i);
                     }
@@ -387,12 +414,27 @@ impl<'u> Solver<'u> {
                     continue;
                 }
                 let cond = &self.u.cands[c].pkg.install_if;
-                let met = cond.iter().all(|d| if d.conflict { !self.satisfied(&Dep { conflict: false, ..d.clone() }) } else { self.satisfied(d) });
+                let met = cond.iter().all(|d| {
+                    if d.conflict {
+                        !self.satisfied(&Dep {
+                            conflict: false,
+                            ..d.clone()
+                        })
+                    } else {
+                        self.satisfied(d)
+                    }
+                });
                 if !met {
                     continue;
                 }
                 let mark = self.order.len();
-                let mut chain = vec![format!("install_if {}", cond.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" "))];
+                let mut chain = vec![format!(
+                    "install_if {}",
+                    cond.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )];
                 match self.choose(c, &mut chain) {
                     Ok(()) => added = true,
                     Err(e @ ResolveError::TooComplex(_)) => return Err(e),
@@ -433,8 +475,15 @@ pub fn resolve(
     }
     s.install_ifs()?;
     for dep in world.iter().filter(|d| d.conflict) {
-        let plain = Dep { conflict: false, ..dep.clone() };
-        if let Some((c, _)) = u.providers(&plain.name).iter().find(|(c, v)| s.chosen[*c] && plain.satisfied_by(v.as_deref())) {
+        let plain = Dep {
+            conflict: false,
+            ..dep.clone()
+        };
+        if let Some((c, _)) = u
+            .providers(&plain.name)
+            .iter()
+            .find(|(c, v)| s.chosen[*c] && plain.satisfied_by(v.as_deref()))
+        {
             return Err(ResolveError::Conflict {
                 pkg: s.nv(*c),
                 with: format!("world {dep}"),
@@ -446,12 +495,26 @@ pub fn resolve(
         let got: BTreeMap<&str, &str> = s
             .order
             .iter()
-            .map(|&c| (u.cands[c].pkg.name.as_str(), u.cands[c].pkg.version.as_str()))
+            .map(|&c| {
+                (
+                    u.cands[c].pkg.name.as_str(),
+                    u.cands[c].pkg.version.as_str(),
+                )
+            })
             .collect();
-        let want: BTreeMap<&str, &str> = lock.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let want: BTreeMap<&str, &str> =
+            lock.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         if got != want {
-            let extra: Vec<_> = got.iter().filter(|(k, _)| !want.contains_key(*k)).map(|(k, v)| format!("{k}-{v}")).collect();
-            let missing: Vec<_> = want.iter().filter(|(k, _)| !got.contains_key(*k)).map(|(k, v)| format!("{k}-{v}")).collect();
+            let extra: Vec<_> = got
+                .iter()
+                .filter(|(k, _)| !want.contains_key(*k))
+                .map(|(k, v)| format!("{k}-{v}"))
+                .collect();
+            let missing: Vec<_> = want
+                .iter()
+                .filter(|(k, _)| !got.contains_key(*k))
+                .map(|(k, v)| format!("{k}-{v}"))
+                .collect();
             return Err(ResolveError::Lock(format!(
                 "resolution adds [{}] and drops [{}] relative to the lock",
                 extra.join(", "),
@@ -470,10 +533,18 @@ mod tests {
     fn universe(installed: &str, repo: &str) -> Universe {
         let mut u = Universe::new("x86_64");
         for p in index::parse(installed).unwrap() {
-            u.add(Candidate { pkg: p, repo: None, tag: None });
+            u.add(Candidate {
+                pkg: p,
+                repo: None,
+                tag: None,
+            });
         }
         for p in index::parse(repo).unwrap() {
-            u.add(Candidate { pkg: p, repo: Some(0), tag: None });
+            u.add(Candidate {
+                pkg: p,
+                repo: Some(0),
+                tag: None,
+            });
         }
         u
     }
@@ -492,8 +563,14 @@ mod tests {
 P:libfoo\nV:2.0_rc1-r0\nA:x86_64\n\nP:libfoo\nV:2.0-r0\nA:x86_64\nD:so:libc.musl-x86_64.so.1\n\n\
 P:libfoo\nV:1.9-r9\nA:x86_64\n\nP:libbar\nV:1-r0\nA:x86_64\np:so:libbar.so.1=1.0\n";
         let u = universe(BASE, repo);
-        assert_eq!(names(&u, "app").unwrap(), ["libfoo-2.0-r0", "libbar-1-r0", "app-1.0-r0"]);
-        assert!(matches!(names(&u, "nothing"), Err(ResolveError::Missing { .. })));
+        assert_eq!(
+            names(&u, "app").unwrap(),
+            ["libfoo-2.0-r0", "libbar-1-r0", "app-1.0-r0"]
+        );
+        assert!(matches!(
+            names(&u, "nothing"),
+            Err(ResolveError::Missing { .. })
+        ));
         let e = names(&u, "libfoo>=3").unwrap_err();
         assert!(matches!(e, ResolveError::Unsatisfiable { .. }), "{e}");
     }
@@ -505,9 +582,16 @@ P:x\nV:1-r0\nA:x86_64\np:thing\n\nP:y\nV:1-r0\nA:x86_64\np:thing\n\n\
 P:bad\nV:1-r0\nA:x86_64\nD:!busybox\n\nP:uses\nV:1-r0\nA:noarch\nD:ssh-client\n";
         let u = universe(BASE, repo);
         assert_eq!(names(&u, "uses").unwrap(), ["ssh-b-1-r0", "uses-1-r0"]);
-        assert!(matches!(names(&u, "thing"), Err(ResolveError::Virtual { .. })));
+        assert!(matches!(
+            names(&u, "thing"),
+            Err(ResolveError::Virtual { .. })
+        ));
         let e = names(&u, "bad").unwrap_err();
-        assert!(e.to_string().contains("busybox-1.36.1-r29 (installed in the base)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("busybox-1.36.1-r29 (installed in the base)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -516,7 +600,10 @@ P:bad\nV:1-r0\nA:x86_64\nD:!busybox\n\nP:uses\nV:1-r0\nA:noarch\nD:ssh-client\n"
 P:lib\nV:2-r0\nA:x86_64\nD:!busybox\n\nP:lib\nV:1-r0\nA:x86_64\n\n\
 P:top-doc\nV:1-r0\nA:noarch\ni:top docs\n\nP:top-sh\nV:1-r0\nA:noarch\ni:top /bin/sh\n";
         let u = universe(BASE, repo);
-        assert_eq!(names(&u, "top").unwrap(), ["lib-1-r0", "top-1-r0", "top-sh-1-r0"]);
+        assert_eq!(
+            names(&u, "top").unwrap(),
+            ["lib-1-r0", "top-1-r0", "top-sh-1-r0"]
+        );
     }
 
     #[test]

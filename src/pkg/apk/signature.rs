@@ -25,7 +25,9 @@ pub enum SignatureError {
     #[error("not signed: no .SIGN.* entry in the first gzip member")]
     Unsigned,
     /// A `.SIGN` entry names a key with a path in it.
-    #[error("signature names key {0:?}, which contains `/`: refusing it (key names are file names)")]
+    #[error(
+        "signature names key {0:?}, which contains `/`: refusing it (key names are file names)"
+    )]
     KeyNameWithSlash(String),
     /// Signed only by keys we do not trust.
     #[error("signed only by untrusted key(s) {keys}: add the public key to the image's /etc/apk/keys or pass --apk-key FILE")]
@@ -93,7 +95,9 @@ impl Keyring {
 pub fn split_member(data: &[u8], limit: u64) -> std::io::Result<(Vec<u8>, &[u8])> {
     let mut dec = flate2::bufread::GzDecoder::new(data);
     let mut out = Vec::new();
-    let n = (&mut dec).take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    let n = (&mut dec)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)?;
     if n as u64 > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -119,7 +123,9 @@ pub struct SigEntry {
 pub fn read_entries(tar_bytes: &[u8]) -> Result<Vec<SigEntry>, SignatureError> {
     let mut out = Vec::new();
     let mut ar = tar::Archive::new(tar_bytes);
-    let entries = ar.entries().map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
     for e in entries {
         let mut e = e.map_err(|e| SignatureError::Malformed(e.to_string()))?;
         let path = e.path_bytes().into_owned();
@@ -137,7 +143,8 @@ pub fn read_entries(tar_bytes: &[u8]) -> Result<Vec<SigEntry>, SignatureError> {
             continue;
         }
         let mut sig = Vec::new();
-        e.read_to_end(&mut sig).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        e.read_to_end(&mut sig)
+            .map_err(|e| SignatureError::Malformed(e.to_string()))?;
         out.push(SigEntry {
             alg: alg.to_string(),
             key: key.to_string(),
@@ -149,7 +156,11 @@ pub fn read_entries(tar_bytes: &[u8]) -> Result<Vec<SigEntry>, SignatureError> {
 
 /// Verifies `signed` against the entries: Ok with the key name of the first valid
 /// signature by a trusted key.
-pub fn verify(entries: &[SigEntry], signed: &[u8], keys: &Keyring) -> Result<String, SignatureError> {
+pub fn verify(
+    entries: &[SigEntry],
+    signed: &[u8],
+    keys: &Keyring,
+) -> Result<String, SignatureError> {
     if entries.is_empty() {
         return Err(SignatureError::Unsigned);
     }
@@ -161,9 +172,21 @@ pub fn verify(entries: &[SigEntry], signed: &[u8], keys: &Keyring) -> Result<Str
             continue;
         };
         let ok = match e.alg.as_str() {
-            "RSA" => key.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(signed), &e.sig),
-            "RSA256" => key.verify(Pkcs1v15Sign::new::<sha2::Sha256>(), &sha2::Sha256::digest(signed), &e.sig),
-            "RSA512" => key.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &sha2::Sha512::digest(signed), &e.sig),
+            "RSA" => key.verify(
+                Pkcs1v15Sign::new::<sha1::Sha1>(),
+                &sha1::Sha1::digest(signed),
+                &e.sig,
+            ),
+            "RSA256" => key.verify(
+                Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(signed),
+                &e.sig,
+            ),
+            "RSA512" => key.verify(
+                Pkcs1v15Sign::new::<sha2::Sha512>(),
+                &sha2::Sha512::digest(signed),
+                &e.sig,
+            ),
             _ => continue,
         };
         match ok {
@@ -186,9 +209,12 @@ pub fn verify(entries: &[SigEntry], signed: &[u8], keys: &Keyring) -> Result<Str
 
 /// Splits a signed file into its signature entries and the signed rest, and verifies.
 /// Returns the trusted key's name and the signed bytes.
-pub fn verify_file<'a>(data: &'a [u8], keys: &Keyring) -> Result<(String, &'a [u8]), SignatureError> {
-    let (sig_tar, rest) =
-        split_member(data, 1 << 20).map_err(|e| SignatureError::Malformed(format!("not gzip: {e}")))?;
+pub fn verify_file<'a>(
+    data: &'a [u8],
+    keys: &Keyring,
+) -> Result<(String, &'a [u8]), SignatureError> {
+    let (sig_tar, rest) = split_member(data, 1 << 20)
+        .map_err(|e| SignatureError::Malformed(format!("not gzip: {e}")))?;
     let entries = read_entries(&sig_tar)?;
     let key = verify(&entries, rest, keys)?;
     Ok((key, rest))
@@ -203,13 +229,19 @@ mod tests {
         let k = Keyring::new();
         assert!(verify_file(b"", &k).is_err());
         assert!(verify_file(b"\x1f\x8b\x08\x00garbage", &k).is_err());
-        assert!(matches!(verify(&[], b"x", &k), Err(SignatureError::Unsigned)));
+        assert!(matches!(
+            verify(&[], b"x", &k),
+            Err(SignatureError::Unsigned)
+        ));
         let e = SigEntry {
             alg: "RSA".into(),
             key: "nobody.rsa.pub".into(),
             sig: vec![1, 2, 3],
         };
-        assert!(matches!(verify(&[e], b"x", &k), Err(SignatureError::Untrusted { .. })));
+        assert!(matches!(
+            verify(&[e], b"x", &k),
+            Err(SignatureError::Untrusted { .. })
+        ));
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl Scan<'_> {
             }
             Tok::DigitOrZero | Tok::Digit | Tok::SuffixNo | Tok::RevisionNo => {
                 while i < self.s.len() && self.s[i].is_ascii_digit() {
-                    v = v.saturating_mul(10).saturating_add(i64::from(self.s[i] - b'0'));
+                    v = v
+                        .saturating_mul(10)
+                        .saturating_add(i64::from(self.s[i] - b'0'));
                     i += 1;
                 }
                 if i >= 18 {
@@ -132,7 +134,10 @@ impl Scan<'_> {
 
 /// True when `v` is a well-formed APK version.
 pub fn is_valid(v: &str) -> bool {
-    let mut s = Scan { s: v.as_bytes(), tok: Tok::Digit };
+    let mut s = Scan {
+        s: v.as_bytes(),
+        tok: Tok::Digit,
+    };
     if v.is_empty() {
         return false;
     }
@@ -145,8 +150,14 @@ pub fn is_valid(v: &str) -> bool {
 /// Compares two versions; with `fuzzy`, a version equals any longer version it prefixes
 /// (`1.2 ~ 1.2.3`).
 pub fn compare_fuzzy(a: &str, b: &str, fuzzy: bool) -> Ordering {
-    let mut x = Scan { s: a.as_bytes(), tok: Tok::Digit };
-    let mut y = Scan { s: b.as_bytes(), tok: Tok::Digit };
+    let mut x = Scan {
+        s: a.as_bytes(),
+        tok: Tok::Digit,
+    };
+    let mut y = Scan {
+        s: b.as_bytes(),
+        tok: Tok::Digit,
+    };
     let (mut xv, mut yv) = (0i64, 0i64);
     while x.tok == y.tok && !matches!(x.tok, Tok::End | Tok::Invalid) && xv == yv {
         xv = x.value();
@@ -345,7 +356,9 @@ mod tests {
     /// The whole apk-tools test file, when a copy is at `$APK_VERSION_DATA` (not shipped).
     #[test]
     fn apk_tools_version_data_file() {
-        let Ok(path) = std::env::var("APK_VERSION_DATA") else { return };
+        let Ok(path) = std::env::var("APK_VERSION_DATA") else {
+            return;
+        };
         let text = std::fs::read_to_string(path).unwrap();
         let mut n = 0;
         for line in text.lines() {
@@ -354,7 +367,12 @@ mod tests {
             if f.len() != 3 {
                 continue;
             }
-            let want = match f[1] { "<" => Ordering::Less, "=" => Ordering::Equal, ">" => Ordering::Greater, _ => continue };
+            let want = match f[1] {
+                "<" => Ordering::Less,
+                "=" => Ordering::Equal,
+                ">" => Ordering::Greater,
+                _ => continue,
+            };
             assert_eq!(compare(f[0], f[2]), want, "{line}");
             n += 1;
         }
@@ -364,8 +382,21 @@ mod tests {
     #[test]
     fn suffix_order_and_revisions() {
         let order = [
-            "1.0_alpha", "1.0_beta", "1.0_pre", "1.0_rc", "1.0", "1.0-r1", "1.0_cvs", "1.0_svn",
-            "1.0_git", "1.0_hg", "1.0_p", "1.0_p1", "1.0a", "1.0b", "1.0.1",
+            "1.0_alpha",
+            "1.0_beta",
+            "1.0_pre",
+            "1.0_rc",
+            "1.0",
+            "1.0-r1",
+            "1.0_cvs",
+            "1.0_svn",
+            "1.0_git",
+            "1.0_hg",
+            "1.0_p",
+            "1.0_p1",
+            "1.0a",
+            "1.0b",
+            "1.0.1",
         ];
         for w in order.windows(2) {
             assert_eq!(compare(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);
@@ -397,7 +428,18 @@ mod tests {
 
     #[test]
     fn odd_input_never_panics() {
-        for v in ["-", "_", ".", "-r", "1-r", "1_", "0000", "\u{0}", "1.\u{0}2", "99999999999999999999999"] {
+        for v in [
+            "-",
+            "_",
+            ".",
+            "-r",
+            "1-r",
+            "1_",
+            "0000",
+            "\u{0}",
+            "1.\u{0}2",
+            "99999999999999999999999",
+        ] {
             let _ = compare(v, "1.0");
             let _ = compare("1.0", v);
             let _ = is_valid(v);
