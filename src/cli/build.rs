@@ -138,6 +138,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             "packages": added,
             "requests": out.apk.as_ref().map(|r| r.requests).unwrap_or(0),
             "scripts_not_run": out.apk.as_ref().map(|r| r.scripts_not_run.clone()).unwrap_or_default(),
+            "accounts": out.apk.as_ref().map(|r| r.accounts.clone()).unwrap_or_default(),
             "size": out.ext4.size,
             "uuid": out.ext4.uuid,
             "base_seconds": out.base_secs,

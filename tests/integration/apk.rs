@@ -349,6 +349,15 @@ fn check_installed(stat: &dyn Fn(&str) -> Option<Stat>) {
     for w in WORLD.iter().chain(["busybox", "alpine-baselayout"].iter()) {
         assert!(world.lines().any(|l| l == *w), "world lacks {w}: {world}");
     }
+    // The fixture's `.pre-install` runs `addgroup -S <name>`: applied, not executed.
+    let group = String::from_utf8(stat("etc/group").unwrap().data).unwrap();
+    for g in ["hello", "greet", "app"] {
+        assert!(
+            group.lines().any(|l| l.starts_with(&format!("{g}:x:1"))),
+            "group {g} missing:\n{group}"
+        );
+    }
+    assert!(group.starts_with("root:x:0:root\n"), "base lines kept");
     let scripts = stat("lib/apk/db/scripts.tar").unwrap().data;
     let mut ar = tar::Archive::new(&scripts[..]);
     let names: Vec<String> = ar

@@ -9,6 +9,7 @@
 //! resolve, download and verify every package before touching the tree, then unpack and
 //! update `/lib/apk/db/{installed,scripts.tar,triggers}` and `/etc/apk/world`.
 
+pub mod accounts;
 pub mod cache;
 pub mod db;
 pub mod dep;
@@ -147,6 +148,8 @@ pub struct Report {
     pub requests: usize,
     /// Files and symlinks unpacked.
     pub files: usize,
+    /// Users and groups created from the packages' `addgroup`/`adduser` commands.
+    pub accounts: Vec<String>,
 }
 
 impl Report {
@@ -364,6 +367,11 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
             owners.insert(p, i.pkg.name.clone());
         }
     }
+    let mut accts = accounts::Accounts::parse(
+        &read_text(tree, "/etc/passwd"),
+        &read_text(tree, "/etc/group"),
+        &read_text(tree, "/etc/shadow"),
+    );
     let mut new_records = String::new();
     let mut scripts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut triggers = String::new();
@@ -388,6 +396,9 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
         rec_pkg.identity = Some(id);
         new_records.push_str(&db::Installed { pkg: rec_pkg, dirs }.render());
         for (name, body) in &apk.scripts {
+            if name == ".pre-install" || name == ".post-install" {
+                accts.apply_script(&String::from_utf8_lossy(body));
+            }
             scripts.push((format!("{}.{}{}", pkg.nv(), id, name), body.clone()));
             if name != ".trigger" {
                 report.scripts_not_run.push(format!("{}: {name}", pkg.nv()));
@@ -403,6 +414,28 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
             version: pkg.version.clone(),
             identity: id,
         });
+    }
+
+    if !accts.log.is_empty() {
+        write_text(
+            tree,
+            "/etc/passwd",
+            accts.passwd.render().as_bytes(),
+            opts.epoch,
+        )?;
+        write_text(
+            tree,
+            "/etc/group",
+            accts.group.render().as_bytes(),
+            opts.epoch,
+        )?;
+        write_text(
+            tree,
+            "/etc/shadow",
+            accts.shadow.render().as_bytes(),
+            opts.epoch,
+        )?;
+        report.accounts = std::mem::take(&mut accts.log);
     }
 
     // The database: base records stay as they were; new ones are appended.
