@@ -143,6 +143,8 @@ fn repo() -> &'static Repo {
                 "1.0-r0",
                 &["depend = so:libnothere.so.9"],
             ),
+            pkg(&p, "zlib", "1.3.1-r2", &["provides = so:libz.so.1=1.3.1"]),
+            pkg(&p, "needs-new-zlib", "1.0-r0", &["depend = zlib>=1.3.1-r2"]),
         ];
         for v in ["1.2_rc1-r0", "1.2-r0", "1.2_p1-r0", "1.10-r0", "1.9-r3"] {
             dirs.push(pkg(&p, "ver", v, &[]));
@@ -162,6 +164,10 @@ fn repo() -> &'static Repo {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .unwrap();
+        let z = p.join("zlib-1.3.1-r2/root/lib");
+        fs::create_dir_all(&z).unwrap();
+        fs::write(z.join("libz.so.1.3.1"), "not really zlib\n").unwrap();
+        std::os::unix::fs::symlink("libz.so.1.3.1", z.join("libz.so.1")).unwrap();
         fs::create_dir_all(p.join("libfoo-1.0-r0/root/usr/lib")).unwrap();
         fs::write(
             p.join("libfoo-1.0-r0/root/usr/lib/libfoo.so.1"),
@@ -631,6 +637,47 @@ fn apk_real_alpine_index_and_package_verify_with_the_images_keys() {
     )
     .unwrap();
     assert_eq!(p[0].name, "alpine-baselayout");
+}
+
+#[test]
+fn apk_base_package_upgrade_replaces_files_and_record() {
+    let r = repo();
+    let mut tree =
+        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+            .unwrap();
+    let opts = apk::Options {
+        packages: vec!["needs-new-zlib".into()],
+        overrides: repo::Overrides {
+            repositories: vec![format!("{}/main", r.url)],
+            keys: vec![(
+                r.key.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&r.key).unwrap(),
+            )],
+            mirror: None,
+        },
+        lock: None,
+        cache: None,
+        index_max_age: std::time::Duration::from_secs(60),
+        epoch: rootsmith::tree::Time::secs(0),
+    };
+    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    assert_eq!(rep.upgraded, ["zlib 1.3.1-r1 → 1.3.1-r2"]);
+    assert_eq!(
+        tree.read_file(b"/lib/libz.so.1.3.1").unwrap(),
+        b"not really zlib\n"
+    );
+    let text = String::from_utf8(tree.read_file(b"/lib/apk/db/installed").unwrap()).unwrap();
+    let recs = db::parse(&text).unwrap();
+    let z: Vec<_> = recs
+        .iter()
+        .filter(|i| i.pkg.name == "zlib")
+        .map(|i| i.pkg.version.as_str())
+        .collect();
+    assert_eq!(z, ["1.3.1-r2"], "one zlib record, the new one");
+    assert!(
+        recs.iter().any(|i| i.pkg.name == "apk-tools"),
+        "other base records kept"
+    );
 }
 
 #[test]

@@ -150,6 +150,8 @@ pub struct Report {
     pub files: usize,
     /// Users and groups created from the packages' `addgroup`/`adduser` commands.
     pub accounts: Vec<String>,
+    /// Base packages upgraded: `name old → new`.
+    pub upgraded: Vec<String>,
 }
 
 impl Report {
@@ -237,6 +239,34 @@ fn write_text(tree: &mut Tree, path: &str, data: &[u8], epoch: Time) -> Result<(
             why: e.to_string(),
         })?;
     Ok(())
+}
+
+/// Removes a non-directory at `rel` (no leading `/`) from the tree, if present.
+fn remove_file(tree: &mut Tree, rel: &str) {
+    let abs = format!("/{rel}");
+    let Ok((parent, Some(name))) = tree.resolve_parent(abs.as_bytes(), crate::tree::Follow::Scoped)
+    else {
+        return;
+    };
+    if let Ok(Some(id)) = tree.child(parent, &name) {
+        if !tree.inode(id).is_dir() {
+            tree.remove(parent, &name);
+        }
+    }
+}
+
+/// The database text without the stanza of package `name`.
+fn drop_stanza(text: &str, name: &str) -> String {
+    let p = format!("P:{name}");
+    let kept: Vec<&str> = text
+        .split("\n\n")
+        .filter(|st| !st.trim().is_empty() && !st.lines().any(|l| l == p))
+        .collect();
+    let mut out = kept.join("\n\n");
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    out
 }
 
 /// A package fetched and verified, waiting to be unpacked.
@@ -367,6 +397,24 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
             owners.insert(p, i.pkg.name.clone());
         }
     }
+    // Upgraded base packages: their files and records go before the new ones arrive.
+    let mut installed_text = installed_text;
+    for &(new, old) in &res.upgrades {
+        let (name, old_v) = (&u.cands[old].pkg.name, &u.cands[old].pkg.version);
+        if let Some(rec) = base
+            .iter()
+            .find(|i| &i.pkg.name == name && &i.pkg.version == old_v)
+        {
+            for p in rec.file_paths() {
+                owners.remove(&p);
+                remove_file(tree, &p);
+            }
+        }
+        installed_text = drop_stanza(&installed_text, name);
+        report
+            .upgraded
+            .push(format!("{name} {old_v} → {}", u.cands[new].pkg.version));
+    }
     let mut accts = accounts::Accounts::parse(
         &read_text(tree, "/etc/passwd"),
         &read_text(tree, "/etc/group"),
@@ -439,7 +487,7 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
     }
 
     // The database: base records stay as they were; new ones are appended.
-    let mut text = installed_text;
+    let mut text = installed_text.clone();
     if !text.is_empty() && !text.ends_with("\n\n") {
         text.push_str(if text.ends_with('\n') { "\n" } else { "\n\n" });
     }

@@ -133,6 +133,8 @@ impl Universe {
 pub struct Resolution {
     /// Candidate indices of new packages, dependencies before dependents.
     pub install: Vec<usize>,
+    /// `(new, installed)`: new packages that replace (upgrade) a base package.
+    pub upgrades: Vec<(usize, usize)>,
 }
 
 struct Solver<'u> {
@@ -140,6 +142,8 @@ struct Solver<'u> {
     chosen: Vec<bool>,
     by_pkgname: HashMap<String, usize>,
     order: Vec<usize>,
+    /// `(order length when it happened, installed candidate)` for each upgrade.
+    replaced: Vec<(usize, usize)>,
     steps: u32,
     lock: Option<&'u BTreeMap<String, String>>,
 }
@@ -169,7 +173,8 @@ impl<'u> Solver<'u> {
     fn conflict_of(&self, c: usize) -> Option<String> {
         let pkg = &self.u.cands[c].pkg;
         if let Some(&other) = self.by_pkgname.get(&pkg.name) {
-            if other != c {
+            // A base package may be upgraded; two new versions of one name may not coexist.
+            if other != c && !self.u.cands[other].installed() {
                 return Some(self.nv(other));
             }
         }
@@ -211,6 +216,10 @@ impl<'u> Solver<'u> {
             let c = self.order.pop().expect("len checked");
             self.chosen[c] = false;
             self.by_pkgname.remove(&self.u.cands[c].pkg.name);
+        }
+        while self.replaced.last().is_some_and(|(at, _)| *at >= len) {
+            let (_, old) = self.replaced.pop().expect("checked");
+            self.mark(old);
         }
     }
 
@@ -363,6 +372,12 @@ impl<'u> Solver<'u> {
                 chain: chain_text(chain),
             });
         }
+        if let Some(&old) = self.by_pkgname.get(&self.u.cands[c].pkg.name) {
+            if old != c {
+                self.chosen[old] = false;
+                self.replaced.push((self.order.len(), old));
+            }
+        }
         self.mark(c);
         // Recorded now so an undo removes it; moved after its dependencies below.
         self.order.push(c);
@@ -385,6 +400,40 @@ impl<'u> Solver<'u> {
         let me = self.order.remove(at);
         self.order.push(me);
         Ok(())
+    }
+
+    /// After upgrades, the base packages that stay must still have their dependencies
+    /// (an upgrade may pull further upgrades, as apk does).
+    fn base_still_satisfied(&mut self) -> Result<(), ResolveError> {
+        loop {
+            let mut missing = None;
+            'scan: for (i, c) in self.u.cands.iter().enumerate() {
+                if !c.installed() || !self.chosen[i] {
+                    continue;
+                }
+                for d in c.pkg.depends.iter().filter(|d| !d.conflict) {
+                    if !self.satisfied(d) {
+                        missing = Some((i, d.clone()));
+                        break 'scan;
+                    }
+                }
+            }
+            let Some((i, d)) = missing else { return Ok(()) };
+            let mut chain = vec!["base".to_string(), self.nv(i)];
+            // First try upgrading the base package itself; else report its dependency.
+            let name = self.u.cands[i].pkg.name.clone();
+            let newer = Dep {
+                constraint: Some((version::Op::Greater, self.u.cands[i].pkg.version.clone())),
+                ..Dep::on(&name)
+            };
+            let mark = self.order.len();
+            match self.require(&newer, &mut chain) {
+                Ok(()) => continue,
+                Err(e @ ResolveError::TooComplex(_)) => return Err(e),
+                Err(_) => self.undo_to(mark),
+            }
+            self.require(&d, &mut chain)?;
+        }
     }
 
     /// Adds install-if packages whose conditions hold, until nothing changes.
@@ -460,6 +509,7 @@ pub fn resolve(
         chosen: vec![false; u.cands.len()],
         by_pkgname: HashMap::new(),
         order: Vec::new(),
+        replaced: Vec::new(),
         steps: 0,
         lock,
     };
@@ -473,7 +523,9 @@ pub fn resolve(
         let mut chain = vec!["world".to_string()];
         s.require(dep, &mut chain)?;
     }
+    s.base_still_satisfied()?;
     s.install_ifs()?;
+    s.base_still_satisfied()?;
     for dep in world.iter().filter(|d| d.conflict) {
         let plain = Dep {
             conflict: false,
@@ -522,7 +574,15 @@ pub fn resolve(
             )));
         }
     }
-    Ok(Resolution { install: s.order })
+    let upgrades = s
+        .replaced
+        .iter()
+        .map(|&(_, old)| (s.by_pkgname[&u.cands[old].pkg.name], old))
+        .collect();
+    Ok(Resolution {
+        install: s.order,
+        upgrades,
+    })
 }
 
 #[cfg(test)]
@@ -604,6 +664,23 @@ P:top-doc\nV:1-r0\nA:noarch\ni:top docs\n\nP:top-sh\nV:1-r0\nA:noarch\ni:top /bi
             names(&u, "top").unwrap(),
             ["lib-1-r0", "top-1-r0", "top-sh-1-r0"]
         );
+    }
+
+    #[test]
+    fn base_packages_upgrade_when_needed() {
+        let base = "P:zlib\nV:1.3.1-r1\nA:x86_64\np:so:libz.so.1=1.3.1\n\nP:tool\nV:1-r0\nA:x86_64\nD:zlib=1.3.1-r1\n";
+        let repo = "P:zlib\nV:1.3.1-r2\nA:x86_64\np:so:libz.so.1=1.3.1\n\nP:app\nV:1-r0\nA:x86_64\nD:zlib>=1.3.1-r2\n\n\
+P:tool\nV:2-r0\nA:x86_64\nD:zlib=1.3.1-r2\n";
+        let u = universe(base, repo);
+        let w = Dep::parse_list("app").unwrap();
+        let r = resolve(&u, &w, None).unwrap();
+        let nv: Vec<String> = r.install.iter().map(|&c| u.cands[c].pkg.nv()).collect();
+        assert_eq!(nv, ["zlib-1.3.1-r2", "app-1-r0", "tool-2-r0"]);
+        assert_eq!(r.upgrades.len(), 2);
+        // Without a newer `tool`, the base's exact dependency blocks the upgrade.
+        let u = universe(base, &repo.replace("P:tool\nV:2-r0", "P:toolx\nV:2-r0"));
+        let e = resolve(&u, &w, None).unwrap_err().to_string();
+        assert!(e.contains("zlib=1.3.1-r1 cannot be satisfied (needed by base → tool-1-r0 (installed in the base))"), "{e}");
     }
 
     #[test]
