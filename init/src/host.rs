@@ -44,21 +44,27 @@ pub fn hosts_with(existing: Option<&str>, name: &str) -> Option<String> {
     Some(out)
 }
 
-/// Set the kernel host name and make it resolvable.
-pub fn apply(cmdline: Option<&str>, ip_field: Option<&str>) {
+/// Set the kernel host name; returns it for [`write_hosts`].
+pub fn apply(cmdline: Option<&str>, ip_field: Option<&str>) -> String {
     let etc = std::fs::read_to_string("/etc/hostname").ok();
     let name = choose(cmdline, ip_field, etc.as_deref());
     if let Err(e) = sys::sethostname(&name) {
         warn!("sethostname {name}: {e}");
     }
+    info!("hostname {name}");
+    name
+}
+
+/// Make `name` resolvable through `/etc/hosts` (done after the services are started: it
+/// writes to the root filesystem on first boot).
+pub fn write_hosts(name: &str) {
     let hosts = std::fs::read_to_string("/etc/hosts").ok();
-    if let Some(new) = hosts_with(hosts.as_deref(), &name) {
+    if let Some(new) = hosts_with(hosts.as_deref(), name) {
         let tmp = "/etc/.hosts.rootsmith";
         if let Err(e) = std::fs::write(tmp, new).and_then(|()| std::fs::rename(tmp, "/etc/hosts")) {
             warn!("write /etc/hosts: {e}");
         }
     }
-    info!("hostname {name}");
 }
 
 #[cfg(test)]

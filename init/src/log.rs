@@ -80,28 +80,35 @@ pub fn json_str(s: &str) -> String {
 }
 
 /// The two JSON records for one milestone: (rootsmith, smolvm).
-pub fn records(stage: &str, uptime_s: f64, epoch_s: u64) -> (String, String) {
+/// Seconds with microseconds, `2.500000`, without float formatting (under emulation the
+/// first use of a large code path is slow, and this runs in the first milliseconds).
+pub fn secs6(d: std::time::Duration) -> String {
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// The two JSON records for one milestone: (rootsmith, smolvm). `uptime_s` as [`secs6`].
+pub fn records(stage: &str, uptime_s: &str, epoch_s: u64) -> (String, String) {
     let st = json_str(stage);
     (
-        format!("{{\"stage\":{st},\"uptime_s\":{uptime_s:.6},\"epoch_s\":{epoch_s}}}"),
-        format!("{{\"stage\":{st},\"epoch_s\":{epoch_s},\"uptime_s\":{uptime_s:.6}}}"),
+        format!("{{\"stage\":{st},\"uptime_s\":{uptime_s},\"epoch_s\":{epoch_s}}}"),
+        format!("{{\"stage\":{st},\"epoch_s\":{epoch_s},\"uptime_s\":{uptime_s}}}"),
     )
 }
 
 /// Record a boot milestone.
 pub fn milestone(stage: &str) {
-    let up = sys::uptime().as_secs_f64();
+    let up = secs6(sys::uptime());
     let epoch = sys::epoch().as_secs();
+    // One write(2) for both lines: console output is costly under emulation.
+    let text = format!(
+        "rootsmith-init: {stage} {up}s\nSMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up}\n"
+    );
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "rootsmith-init: {stage} {up:.6}s");
-        let _ = writeln!(
-            out,
-            "SMOLVM_TS stage={stage} epoch_s={epoch} uptime_s={up:.6}"
-        );
+        let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
-    let rec = records(stage, up, epoch);
+    let rec = records(stage, &up, epoch);
     let Ok(mut st) = STATE.lock() else { return };
     if st.files_ready {
         append(&[rec]);
@@ -150,11 +157,18 @@ mod tests {
 
     #[test]
     fn smolvm_record_shape() {
-        let (r, s) = records("init-start", 2.5, 1_700_000_000);
+        assert_eq!(
+            secs6(std::time::Duration::from_micros(2_500_007)),
+            "2.500007"
+        );
+        let (r, s) = records("init-start", "2.500000", 1_700_000_000);
         assert_eq!(
             s,
             r#"{"stage":"init-start","epoch_s":1700000000,"uptime_s":2.500000}"#
         );
-        assert!(r.starts_with(r#"{"stage":"init-start","uptime_s":2.5"#));
+        assert_eq!(
+            r,
+            r#"{"stage":"init-start","uptime_s":2.500000,"epoch_s":1700000000}"#
+        );
     }
 }

@@ -136,6 +136,7 @@ fn services() -> Vec<Spec> {
 }
 
 fn pid1() {
+    install_panic_hook();
     let sigfd = match sys::block_and_signalfd() {
         Ok(fd) => Some(fd),
         Err(e) => {
@@ -144,7 +145,9 @@ fn pid1() {
         }
     };
     log::milestone("init-start");
+    // Children get PATH from the spawn; posix_spawnp searches this process's PATH.
     std::env::set_var("PATH", supervise::PATH);
+    let _ = std::env::set_current_dir("/");
     mount::early();
     log::flush_files();
     log::milestone("mounts-ready");
@@ -175,7 +178,7 @@ fn pid1() {
         Some(cmdline::IpConfig::Dhcp { hostname, .. }) => hostname.clone(),
         _ => None,
     };
-    host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
+    let hostname = host::apply(cfg.hostname.as_deref(), ip_host.as_deref());
 
     log::milestone("services-start");
     let hook = cfg.guest_network && is_executable("/etc/smolvm/network.sh");
@@ -195,6 +198,7 @@ fn pid1() {
     log::milestone("services-started");
     // sshd reads authorized_keys at login, not at start: off the path to the first service.
     keys::install_authorized(&cfg.authorized_keys_b64);
+    host::write_hosts(&hostname);
     // Modules and network on their own thread, after the services are spawned: nothing
     // waits for module loading or DHCP.
     let modules_wanted = cfg.modules.clone();
@@ -249,13 +253,45 @@ fn main_loop(
     }
 }
 
-/// The last resort: never return, keep reaping.
+/// The last resort: never return; keep reaping, and still honour a shutdown request with
+/// a bare-bones sequence (no service bookkeeping).
 fn idle() -> ! {
     warn!("idle loop");
     loop {
         reap::reap_all(|_, _| {});
-        std::thread::sleep(Duration::from_secs(1));
+        let Some(sig) = sys::wait_signal(Duration::from_secs(1)) else {
+            continue;
+        };
+        let cfg = cmdline::parse(
+            std::fs::read_to_string("/proc/cmdline")
+                .unwrap_or_default()
+                .trim_end(),
+        );
+        if let Some(a) = shutdown::action_for(sig, cfg.shutdown, cfg.reboot_k) {
+            let _ = sys::kill(-1, libc::SIGTERM);
+            std::thread::sleep(Duration::from_secs(1));
+            let _ = sys::kill(-1, libc::SIGKILL);
+            reap::reap_all(|_, _| {});
+            sys::sync();
+            let _ = sys::mount("", "/", None, libc::MS_REMOUNT | libc::MS_RDONLY, None);
+            sys::sync();
+            let _ = sys::reboot(a.reboot_cmd());
+        }
     }
+}
+
+/// PID 1 must not die on a bug: a panic (which would abort, and the kernel would panic)
+/// is logged, and the panicking thread parks (a helper thread) or becomes [`idle`] (main).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log::line(&format!("error: bug: {info}"));
+        if std::thread::current().name() == Some("main") {
+            idle();
+        }
+        loop {
+            std::thread::park();
+        }
+    }));
 }
 
 /// The real side effects of a shutdown.

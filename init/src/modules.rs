@@ -397,6 +397,34 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
         assert!(modinfo_depends(b"\0depends=\0").is_empty());
     }
 
+    #[cfg(feature = "compressed-modules")]
+    #[test]
+    fn decompresses_xz_and_zst() {
+        let img: Vec<u8> = b"\x7fELF fake module\0depends=virtio\0".repeat(50);
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &img[..], &mut xz).expect("xz compress");
+        let zst = ruzstd::encoding::compress_to_vec(
+            &img[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let p = |n: &str| Path::new("/lib/modules/x").join(n);
+        assert_eq!(decompress(&p("m.ko.xz"), xz).expect("xz"), img);
+        assert_eq!(decompress(&p("m.ko.zst"), zst).expect("zst"), img);
+        assert_eq!(decompress(&p("m.ko"), img.clone()).expect("plain"), img);
+        assert!(decompress(&p("m.ko.xz"), b"garbage".to_vec()).is_err());
+        assert_eq!(
+            modinfo_depends(
+                &decompress(&p("m.ko.xz"), {
+                    let mut v = Vec::new();
+                    lzma_rs::xz_compress(&mut &img[..], &mut v).expect("xz compress");
+                    v
+                })
+                .expect("xz")
+            ),
+            vec!["virtio"]
+        );
+    }
+
     #[test]
     fn names() {
         assert_eq!(name_of("kernel/a/virtio-net.ko.zst"), "virtio_net");

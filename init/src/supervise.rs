@@ -20,7 +20,6 @@
 
 use crate::sys::{self, Exit};
 use crate::{info, warn};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -165,21 +164,12 @@ pub struct Supervisor {
 }
 
 fn spawn(argv: &[String]) -> std::io::Result<libc::pid_t> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(&argv[0]);
-    sys::unblock_signals_in_child(&mut cmd);
-    let child = cmd
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", PATH)
-        .env("HOME", "/root")
-        .env("TERM", "linux")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()?;
-    // The Child handle is dropped without waiting: PID 1's reaper collects every exit.
-    Ok(child.id() as libc::pid_t)
+    let env = [
+        format!("PATH={PATH}"),
+        "HOME=/root".to_string(),
+        "TERM=linux".to_string(),
+    ];
+    sys::spawn(argv, &env)
 }
 
 impl Supervisor {

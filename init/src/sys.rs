@@ -290,19 +290,69 @@ pub fn have_children() -> bool {
     !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
-/// Make `cmd`'s child start with an empty signal mask. PID 1 blocks the signals it reads from
-/// its signalfd, and a blocked mask survives exec: without this a service could never be
-/// stopped with SIGTERM.
-pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (sigemptyset, pthread_sigmask) on a local sigset_t; it does not allocate.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            Ok(())
-        });
+/// Start `argv` (argv[0] looked up in PATH) with environment `env` (`KEY=VALUE`) through
+/// `posix_spawnp` (musl: a CLONE_VFORK child, no page-table copy; exec errors come back as
+/// errors): stdin on /dev/null, stdout/stderr inherited, an empty signal mask, default
+/// SIGPIPE and handled signals, and its own process group.
+pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
+    let cargv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
+    let cenv: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
+    if cargv.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    let mut pargv: Vec<*mut libc::c_char> = cargv.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    pargv.push(std::ptr::null_mut());
+    let mut penv: Vec<*mut libc::c_char> = cenv.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    penv.push(std::ptr::null_mut());
+    let devnull = c"/dev/null";
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: attr and file_actions are initialised before use and destroyed after; every
+    // pointer passed (argv, envp, path strings, sigsets) points to live, NUL-terminated or
+    // initialised data that outlives the posix_spawnp call, which copies what it needs.
+    let rc = unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawnattr_init(&mut attr);
+        libc::posix_spawn_file_actions_init(&mut fa);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let mut dfl = handled_set();
+        libc::sigaddset(&mut dfl, libc::SIGPIPE);
+        libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &dfl);
+        libc::posix_spawnattr_setpgroup(&mut attr, 0);
+        let flags = libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP;
+        libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+        libc::posix_spawn_file_actions_addopen(&mut fa, 0, devnull.as_ptr(), libc::O_RDONLY, 0);
+        let rc = libc::posix_spawnp(
+            &mut pid,
+            pargv[0],
+            &fa,
+            &attr,
+            pargv.as_ptr(),
+            penv.as_ptr(),
+        );
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut attr);
+        rc
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(pid)
+}
+
+/// Wait up to `timeout` for one of the [`HANDLED`] signals (they are blocked) without a
+/// signalfd; `None` on timeout. For the last-resort loop.
+pub fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
+    let set = handled_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` and `ts` are initialised and live for the call; siginfo may be null.
+    let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (s > 0).then_some(s)
 }

@@ -90,7 +90,10 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
     let (source, stats) = if let Some(path) = &args.from_tar {
         let stats = if path.as_os_str() == "-" {
             let bar = super::progress::bytes_bar(0, "reading", args.quiet);
-            let r = Counting { inner: io::stdin().lock(), bar: bar.clone() };
+            let r = Counting {
+                inner: io::stdin().lock(),
+                bar: bar.clone(),
+            };
             let s = unpack::apply_tar(&mut tree, r, &opts);
             bar.finish_and_clear();
             s
@@ -99,7 +102,10 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open {}: check the path", path.display()))?;
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             let bar = super::progress::bytes_bar(len, "unpacking", args.quiet);
-            let r = Counting { inner: f, bar: bar.clone() };
+            let r = Counting {
+                inner: f,
+                bar: bar.clone(),
+            };
             let s = unpack::apply_tar(&mut tree, r, &opts);
             bar.finish_and_clear();
             s
@@ -179,7 +185,10 @@ fn check_output_dir(out: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     if out.is_dir() {
-        anyhow::bail!("{} is a directory: give a file name like rootfs.ext4", out.display());
+        anyhow::bail!(
+            "{} is a directory: give a file name like rootfs.ext4",
+            out.display()
+        );
     }
     Ok(())
 }

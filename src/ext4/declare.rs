@@ -68,7 +68,11 @@ pub fn segments(len: u64, holes: &[(u64, u64)]) -> Vec<SparseSeg> {
 }
 
 /// Declares the whole tree into a builder made with `opts`.
-pub fn declare(tree: &Tree, opts: mkext4::Options, clamp: Option<Time>) -> Result<Declared, Ext4Error> {
+pub fn declare(
+    tree: &Tree,
+    opts: mkext4::Options,
+    clamp: Option<Time>,
+) -> Result<Declared, Ext4Error> {
     let mut b = FsBuilder::new(opts).map_err(|e| Ext4Error::Options(e.to_string()))?;
     let mut handles: Vec<Option<InodeHandle>> = Vec::new();
     let mut files = Vec::new();
@@ -80,7 +84,8 @@ pub fn declare(tree: &Tree, opts: mkext4::Options, clamp: Option<Time>) -> Resul
         let inode = tree.inode(e.id);
         let path = &e.path[..];
         if e.id == tree.root() {
-            b.set_meta(ROOT, meta(&inode.meta, clamp)).map_err(crate_err(path))?;
+            b.set_meta(ROOT, meta(&inode.meta, clamp))
+                .map_err(crate_err(path))?;
             for (k, v) in &inode.meta.xattrs {
                 b.set_xattr(ROOT, k, v).map_err(crate_err(path))?;
             }
@@ -92,7 +97,10 @@ pub fn declare(tree: &Tree, opts: mkext4::Options, clamp: Option<Time>) -> Resul
         if name_bytes.len() > 255 {
             return Err(Ext4Error::Declare {
                 path: String::from_utf8_lossy(path).into_owned(),
-                why: format!("name is {} bytes; ext4 allows at most 255", name_bytes.len()),
+                why: format!(
+                    "name is {} bytes; ext4 allows at most 255",
+                    name_bytes.len()
+                ),
             });
         }
         let name = utf8(path, name_bytes, "the name")?;
@@ -118,13 +126,19 @@ pub fn declare(tree: &Tree, opts: mkext4::Options, clamp: Option<Time>) -> Resul
                 parent,
                 name,
                 m,
-                SpecialKind::Char { major: *major, minor: *minor },
+                SpecialKind::Char {
+                    major: *major,
+                    minor: *minor,
+                },
             ),
             Kind::BlockDevice { major, minor } => b.mknod(
                 parent,
                 name,
                 m,
-                SpecialKind::Block { major: *major, minor: *minor },
+                SpecialKind::Block {
+                    major: *major,
+                    minor: *minor,
+                },
             ),
             Kind::Fifo => b.mknod(parent, name, m, SpecialKind::Fifo),
             Kind::Socket => b.mknod(parent, name, m, SpecialKind::Socket),

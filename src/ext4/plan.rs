@@ -48,11 +48,17 @@ impl Default for Ext4Options {
 /// up to whole 4 KiB blocks.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let bad = || format!("bad size {s:?}: expected a number with an optional k, m, g or t suffix, like 512M or 2G");
+    let bad = || {
+        format!("bad size {s:?}: expected a number with an optional k, m, g or t suffix, like 512M or 2G")
+    };
     let lower = t.to_ascii_lowercase();
     let body = lower
         .strip_suffix("ib")
-        .or_else(|| lower.strip_suffix('b').filter(|b| b.ends_with(['k', 'm', 'g', 't'])))
+        .or_else(|| {
+            lower
+                .strip_suffix('b')
+                .filter(|b| b.ends_with(['k', 'm', 'g', 't']))
+        })
         .unwrap_or(&lower);
     let (num, mult) = match body.chars().last() {
         Some('k') => (&body[..body.len() - 1], 1u64 << 10),
@@ -71,9 +77,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     if bytes == 0 {
         return Err(format!("bad size {s:?}: must be larger than zero"));
     }
-    bytes
-        .checked_next_multiple_of(BLOCK)
-        .ok_or_else(bad)
+    bytes.checked_next_multiple_of(BLOCK).ok_or_else(bad)
 }
 
 /// Formats bytes as MiB rounded up, for messages and `--size` suggestions.
@@ -167,7 +171,11 @@ pub fn facts(tree: &Tree, clamp: Option<Time>) -> TreeFacts {
                 let bytes: u64 = 24 + d.entries().map(|(n, _)| 8 + round4(n.len())).sum::<u64>();
                 let blocks = bytes.div_ceil(BLOCK - 12);
                 // htree: index blocks plus leaves that are not packed full.
-                f.blocks += if blocks > 1 { blocks + blocks / 2 + 2 } else { 1 };
+                f.blocks += if blocks > 1 {
+                    blocks + blocks / 2 + 2
+                } else {
+                    1
+                };
                 h.update(&(d.len() as u64).to_le_bytes());
             }
             Kind::Symlink(t) => {
@@ -221,7 +229,8 @@ pub fn estimate_min_size(facts: &TreeFacts, inodes: u32) -> u64 {
 
 /// Identity from the tree digest: (UUID with RFC 4122 version 5 bits, htree hash seed).
 pub fn identity(digest: &crate::digest::Digest) -> ([u8; 16], [u32; 4]) {
-    let d = crate::digest::Digest::of(&[b"rootsmith ext4 identity v1".as_slice(), &digest.0].concat());
+    let d =
+        crate::digest::Digest::of(&[b"rootsmith ext4 identity v1".as_slice(), &digest.0].concat());
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&d.0[..16]);
     uuid[6] = (uuid[6] & 0x0f) | 0x50;
@@ -242,7 +251,8 @@ pub fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
     }
     let mut out = [0u8; 16];
     for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
     }
     Ok(out)
 }

@@ -38,6 +38,41 @@ impl RegionSink for Sink<'_> {
     }
 }
 
+/// Keeps only the primary superblock of the metadata pass: enough to learn how many blocks
+/// a layout uses without writing anything.
+struct SuperblockProbe {
+    sb: [u8; 1024],
+}
+
+impl RegionSink for SuperblockProbe {
+    fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let (start, end) = (offset, offset + bytes.len() as u64);
+        if start < 2048 && end > 1024 {
+            let from = start.max(1024);
+            let to = end.min(2048);
+            self.sb[(from - 1024) as usize..(to - 1024) as usize]
+                .copy_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(())
+    }
+    fn zeros(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Blocks a sealed layout uses (everything but free space), from its superblock.
+fn used_blocks(layout: &mkext4::Layout) -> Result<u64, Ext4Error> {
+    let mut probe = SuperblockProbe { sb: [0; 1024] };
+    drop(
+        layout
+            .writer(&mut probe)
+            .map_err(|e| Ext4Error::Write(e.to_string()))?,
+    );
+    let c = super::superblock::counts(&probe.sb)
+        .ok_or_else(|| Ext4Error::Write("the planned superblock has no ext4 magic".into()))?;
+    Ok(c.s_blocks_count - c.s_free_blocks_count)
+}
+
 /// Reads a file's bytes with its hole blocks skipped: what `fill` expects for a sparse file.
 struct SkipHoles<'a> {
     inner: Box<dyn Read + 'a>,
@@ -101,12 +136,15 @@ fn crate_options(
     o
 }
 
+/// A sealed layout and the files to fill, in declaration order.
+type Sealed = (mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>);
+
 /// Tries to seal at `size`: `Ok(None)` when the image is too small.
 fn try_seal(
     tree: &Tree,
     o: mkext4::Options,
     clamp: Option<Time>,
-) -> Result<Option<(mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>)>, Ext4Error> {
+) -> Result<Option<Sealed>, Ext4Error> {
     let d = match declare(tree, o, clamp) {
         Ok(d) => d,
         Err(Ext4Error::Full) => return Ok(None),
@@ -117,10 +155,14 @@ fn try_seal(
     };
     match d.builder.seal() {
         Ok(l) => Ok(Some((l, d.files))),
-        Err(mkext4::Error::Invalid(why)) if why.contains("too small") || why.contains("image full") => {
+        Err(mkext4::Error::Invalid(why))
+            if why.contains("too small") || why.contains("image full") =>
+        {
             Ok(None)
         }
-        Err(mkext4::Error::Unsupported(why)) if why.contains("journal") || why.contains("too small") => {
+        Err(mkext4::Error::Unsupported(why))
+            if why.contains("journal") || why.contains("too small") =>
+        {
             Ok(None)
         }
         Err(e) => Err(Ext4Error::Seal(e.to_string())),
@@ -137,7 +179,9 @@ pub fn write_image(
 ) -> Result<Report, Ext4Error> {
     if let Some(l) = &opts.label {
         if l.len() > 16 {
-            return Err(Ext4Error::Options(format!("label {l:?} is longer than 16 bytes")));
+            return Err(Ext4Error::Options(format!(
+                "label {l:?} is longer than 16 bytes"
+            )));
         }
     }
     let clamp = opts.epoch.map(Time::secs);
@@ -146,7 +190,10 @@ pub fn write_image(
         .epoch
         .unwrap_or(facts.latest.sec)
         .clamp(0, i64::from(u32::MAX));
-    let inodes_for = |size: Option<u64>| opts.inodes.unwrap_or_else(|| plan::default_inodes(facts.inodes, size));
+    let inodes_for = |size: Option<u64>| {
+        opts.inodes
+            .unwrap_or_else(|| plan::default_inodes(facts.inodes, size))
+    };
     if u64::from(inodes_for(opts.size)) < facts.inodes {
         return Err(Ext4Error::Options(format!(
             "--inodes {} is fewer than the {} inodes the tree needs",
@@ -158,27 +205,59 @@ pub fn write_image(
     let (size, layout, files) = match opts.size {
         Some(size) => {
             let inodes = inodes_for(Some(size));
-            match try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
+            match try_seal(
+                tree,
+                crate_options(size, inodes, &facts, opts, epoch),
+                clamp,
+            )? {
                 Some((l, f)) => (size, l, f),
                 None => {
                     let needed = minimum_size(tree, &facts, opts, epoch, clamp, inodes_for(None))?;
-                    return Err(Ext4Error::TooSmall { given: size, needed });
+                    return Err(Ext4Error::TooSmall {
+                        given: size,
+                        needed,
+                    });
                 }
             }
         }
         None => {
             let inodes = inodes_for(None);
-            let min = plan::estimate_min_size(&facts, inodes);
-            let headroom = (min * u64::from(opts.headroom_percent) / 100).max(4 << 20);
-            let mut size = (min + headroom).next_multiple_of(1 << 20);
+            // Seal once at the estimate to learn what the tree really uses, then size the
+            // image to that plus headroom.
+            let mut size = plan::estimate_min_size(&facts, inodes);
+            let mut attempt = 0;
+            let used = loop {
+                if let Some((l, _)) = try_seal(
+                    tree,
+                    crate_options(size, inodes, &facts, opts, epoch),
+                    clamp,
+                )? {
+                    break used_blocks(&l)? * BLOCK;
+                }
+                attempt += 1;
+                if attempt > 40 {
+                    return Err(Ext4Error::Seal(
+                        "could not find an image size that holds the tree".into(),
+                    ));
+                }
+                size = (size + size / 10).next_multiple_of(1 << 20);
+            };
+            let headroom = (used * u64::from(opts.headroom_percent) / 100).max(4 << 20);
+            let mut size = (used + headroom).next_multiple_of(1 << 20).max(16 << 20);
             let mut attempt = 0;
             loop {
-                if let Some((l, f)) = try_seal(tree, crate_options(size, inodes, &facts, opts, epoch), clamp)? {
+                if let Some((l, f)) = try_seal(
+                    tree,
+                    crate_options(size, inodes, &facts, opts, epoch),
+                    clamp,
+                )? {
                     break (size, l, f);
                 }
                 attempt += 1;
                 if attempt > 40 {
-                    return Err(Ext4Error::Seal("could not find an image size that holds the tree".into()));
+                    return Err(Ext4Error::Seal(
+                        "could not find an image size that holds the tree".into(),
+                    ));
                 }
                 size = (size + size / 20).next_multiple_of(1 << 20);
             }
@@ -212,7 +291,9 @@ pub fn write_image(
         written: 0,
         progress: &mut report_progress,
     };
-    let mut w = layout.writer(sink).map_err(|e| Ext4Error::Write(e.to_string()))?;
+    let mut w = layout
+        .writer(sink)
+        .map_err(|e| Ext4Error::Write(e.to_string()))?;
     for (h, id) in &files {
         if layout.extents(*h).is_empty() {
             continue;
@@ -281,7 +362,12 @@ fn minimum_size(
     // Step down while it still fits, then up until it does.
     let step = (size / 50).next_multiple_of(1 << 20).max(1 << 20);
     while size > step
-        && try_seal(tree, crate_options(size - step, inodes, facts, opts, epoch), clamp)?.is_some()
+        && try_seal(
+            tree,
+            crate_options(size - step, inodes, facts, opts, epoch),
+            clamp,
+        )?
+        .is_some()
     {
         size -= step;
     }
@@ -291,5 +377,7 @@ fn minimum_size(
         }
         size += step;
     }
-    Err(Ext4Error::Seal("could not find an image size that holds the tree".into()))
+    Err(Ext4Error::Seal(
+        "could not find an image size that holds the tree".into(),
+    ))
 }

@@ -327,7 +327,12 @@ impl Tree {
     }
 
     /// Writes a regular file with in-memory bytes at `path` (parents 0755 root).
-    pub fn write_file(&mut self, path: &[u8], data: &[u8], meta: Meta) -> Result<InodeId, TreeError> {
+    pub fn write_file(
+        &mut self,
+        path: &[u8],
+        data: &[u8],
+        meta: Meta,
+    ) -> Result<InodeId, TreeError> {
         let parent_meta = Meta::new(0o755, meta.mtime);
         let content = Content::bytes(data.to_vec());
         self.insert(
@@ -361,7 +366,11 @@ impl Tree {
         }];
         while let Some(e) = stack.pop() {
             if let Kind::Dir(d) = &self.inode(e.id).kind {
-                let base = if e.path == b"/" { &b""[..] } else { &e.path[..] };
+                let base = if e.path == b"/" {
+                    &b""[..]
+                } else {
+                    &e.path[..]
+                };
                 for (name, child) in d.entries.iter().rev() {
                     let mut p = base.to_vec();
                     p.push(b'/');
@@ -405,8 +414,12 @@ mod tests {
     use super::*;
 
     fn file(tree: &mut Tree, path: &str, data: &str) -> InodeId {
-        tree.write_file(path.as_bytes(), data.as_bytes(), Meta::new(0o644, Time::secs(1)))
-            .unwrap()
+        tree.write_file(
+            path.as_bytes(),
+            data.as_bytes(),
+            Meta::new(0o644, Time::secs(1)),
+        )
+        .unwrap()
     }
 
     fn symlink(tree: &mut Tree, path: &str, target: &str) {
@@ -446,7 +459,10 @@ mod tests {
         let mut t = Tree::new();
         symlink(&mut t, "/a", "b");
         symlink(&mut t, "/b", "a");
-        assert!(matches!(t.resolve(b"/a", Follow::Scoped, true), Err(PathError::Loop(_))));
+        assert!(matches!(
+            t.resolve(b"/a", Follow::Scoped, true),
+            Err(PathError::Loop(_))
+        ));
         // A chain of exactly 40 resolves; 41 does not.
         for i in 0..41 {
             symlink(&mut t, &format!("/l{i}"), &format!("l{}", i + 1));
@@ -460,7 +476,9 @@ mod tests {
     fn hard_links_share_an_inode_and_count_links() {
         let mut t = Tree::new();
         let f = file(&mut t, "/a/f", "x");
-        let d = t.mkdir_all(b"/b", &Meta::new(0o755, Time::default()), Follow::Scoped).unwrap();
+        let d = t
+            .mkdir_all(b"/b", &Meta::new(0o755, Time::default()), Follow::Scoped)
+            .unwrap();
         t.link(d, b"g", f).unwrap();
         assert_eq!(t.inode(f).links(), 2);
         let a = t.lookup(b"/a").unwrap();
@@ -477,7 +495,12 @@ mod tests {
         file(&mut t, "/d/x", "1");
         let m = Meta::new(0o700, Time::secs(5));
         let d = t
-            .insert(b"/d", Inode::new(Kind::empty_dir(), m.clone()), &m, Follow::Scoped)
+            .insert(
+                b"/d",
+                Inode::new(Kind::empty_dir(), m.clone()),
+                &m,
+                Follow::Scoped,
+            )
             .unwrap();
         assert_eq!(t.inode(d).meta.mode, 0o700);
         assert!(t.lookup(b"/d/x").is_some());
@@ -492,7 +515,11 @@ mod tests {
         file(&mut t, "/b/z", "");
         file(&mut t, "/a", "");
         file(&mut t, "/b/a", "");
-        let paths: Vec<_> = t.walk().into_iter().map(|e| String::from_utf8(e.path).unwrap()).collect();
+        let paths: Vec<_> = t
+            .walk()
+            .into_iter()
+            .map(|e| String::from_utf8(e.path).unwrap())
+            .collect();
         assert_eq!(paths, ["/", "/a", "/b", "/b/a", "/b/z"]);
     }
 }

@@ -57,19 +57,19 @@ pub fn components(path: &[u8]) -> impl Iterator<Item = Component<'_>> {
         })
 }
 
-/// Lexically normalises `path` into names under the root. `Err(())` when a `..` would climb
+/// Lexically normalises `path` into names under the root. `None` when a `..` would climb
 /// above the root (a traversal attempt in an archive entry).
-pub fn normalize(path: &[u8]) -> Result<Vec<&[u8]>, ()> {
+pub fn normalize(path: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out: Vec<&[u8]> = Vec::new();
     for c in components(path) {
         match c {
             Component::Parent => {
-                out.pop().ok_or(())?;
+                out.pop()?;
             }
             Component::Name(n) => out.push(n),
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// Joins names into an absolute path (`/` for none).
@@ -126,8 +126,8 @@ mod tests {
             normalize(b"./a//b/../c/").unwrap(),
             vec![&b"a"[..], &b"c"[..]]
         );
-        assert!(normalize(b"a/../../etc").is_err());
-        assert!(normalize(b"/..").is_err());
+        assert!(normalize(b"a/../../etc").is_none());
+        assert!(normalize(b"/..").is_none());
         assert_eq!(normalize(b"/").unwrap(), Vec::<&[u8]>::new());
         assert_eq!(join(&[b"a", b"b"]), b"/a/b".to_vec());
     }

@@ -48,9 +48,12 @@ pub enum EntryError {
     /// The tree refused the entry.
     #[error(transparent)]
     Tree(#[from] TreeError),
-    /// The entry's data could not be read (truncated or corrupt stream).
+    /// The entry's data could not be read (corrupt stream).
     #[error("reading its data: {0}")]
     Data(io::Error),
+    /// The stream ends inside the entry's data.
+    #[error("truncated archive: {0}")]
+    Truncated(io::Error),
 }
 
 /// Why an archive could not be applied.
@@ -129,16 +132,17 @@ pub fn apply_plain_tar(
     let mut last = PathBytes(Vec::new());
     {
         let mut archive = ::tar::Archive::new(&mut tracked);
-        let stream_err = |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
-            what,
-            entries: stats.entries,
-            last: if last.0.is_empty() {
-                String::new()
-            } else {
-                format!(", last: {last}")
-            },
-            source,
-        };
+        let stream_err =
+            |what, stats: &UnpackStats, last: &PathBytes, source| UnpackError::Stream {
+                what,
+                entries: stats.entries,
+                last: if last.0.is_empty() {
+                    String::new()
+                } else {
+                    format!(", last: {last}")
+                },
+                source,
+            };
         let entries = archive
             .entries()
             .map_err(|e| stream_err("not a tar archive", &stats, &last, e))?;
@@ -195,11 +199,17 @@ pub fn apply_entry<R: Read>(
 ) -> Result<u64, EntryError> {
     use ::tar::EntryType as T;
     let etype = entry.header().entry_type();
-    if matches!(etype, T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink) {
+    if matches!(
+        etype,
+        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+    ) {
         return Ok(0);
     }
     let mut pax = PaxFields::default();
-    if let Some(exts) = entry.pax_extensions().map_err(|e| header_err("PAX header", e))? {
+    if let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| header_err("PAX header", e))?
+    {
         for ext in exts {
             let ext = ext.map_err(|e| header_err("PAX header", e))?;
             pax.apply(ext.key_bytes(), ext.value_bytes())
@@ -207,16 +217,19 @@ pub fn apply_entry<R: Read>(
         }
     }
     let raw_path = entry.path_bytes().into_owned();
-    let names = normalize(&raw_path).map_err(|()| EntryError::Traversal)?;
+    let names = normalize(&raw_path).ok_or(EntryError::Traversal)?;
     let meta = entry_meta(entry.header(), &pax, opts)?;
     let parent_meta = Meta::new(0o755, meta.mtime);
     let kind = match etype {
         T::Regular | T::Continuous | T::GNUSparse => {
             let size = entry.size();
-            let content = tree
-                .store_mut()
-                .ingest(entry, size)
-                .map_err(EntryError::Data)?;
+            let content = tree.store_mut().ingest(entry, size).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    EntryError::Truncated(e)
+                } else {
+                    EntryError::Data(e)
+                }
+            })?;
             Kind::File(content)
         }
         T::Directory => Kind::empty_dir(),
@@ -267,7 +280,7 @@ pub fn apply_entry<R: Read>(
 
 fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), EntryError> {
     let outside = || EntryError::LinkTarget(PathBytes(target.to_vec()));
-    let tnames = normalize(target).map_err(|()| outside())?;
+    let tnames = normalize(target).ok_or_else(outside)?;
     let tpath = crate::tree::path::join(&tnames);
     let target_id = tree
         .resolve(&tpath, Follow::Strict, false)
@@ -280,7 +293,11 @@ fn link_entry(tree: &mut Tree, names: &[&[u8]], target: &[u8]) -> Result<(), Ent
     };
     let parent_meta = tree.inode(target_id).meta.clone();
     let parent_meta = Meta::new(0o755, parent_meta.mtime);
-    let dir = tree.mkdir_all(&crate::tree::path::join(parents), &parent_meta, Follow::Strict)?;
+    let dir = tree.mkdir_all(
+        &crate::tree::path::join(parents),
+        &parent_meta,
+        Follow::Strict,
+    )?;
     tree.link(dir, name, target_id)?;
     Ok(())
 }
@@ -295,14 +312,29 @@ fn entry_meta(
         Some(t) => t,
         None => {
             let s = h.mtime().map_err(|e| header_err("mtime", e))?;
-            Time::secs(i64::try_from(s).map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?)
+            Time::secs(
+                i64::try_from(s)
+                    .map_err(|_| EntryError::Header(format!("mtime {s} out of range")))?,
+            )
         }
     };
     let (uid, gid) = match opts.owner {
         Some(o) => o,
         None => (
-            id32(match pax.uid { Some(u) => u, None => h.uid().map_err(|e| header_err("uid", e))? }, "uid")?,
-            id32(match pax.gid { Some(g) => g, None => h.gid().map_err(|e| header_err("gid", e))? }, "gid")?,
+            id32(
+                match pax.uid {
+                    Some(u) => u,
+                    None => h.uid().map_err(|e| header_err("uid", e))?,
+                },
+                "uid",
+            )?,
+            id32(
+                match pax.gid {
+                    Some(g) => g,
+                    None => h.gid().map_err(|e| header_err("gid", e))?,
+                },
+                "gid",
+            )?,
         ),
     };
     for name in pax.xattrs.keys() {

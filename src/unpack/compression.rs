@@ -48,9 +48,7 @@ impl Compression {
 
 /// Peeks at the first bytes of `input` and returns the detected compression and a reader
 /// of the decompressed stream.
-pub fn decompress<'a, R: Read + 'a>(
-    mut input: R,
-) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decompress<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let mut head = [0u8; 6];
     let mut n = 0;
     while n < head.len() {
@@ -63,21 +61,20 @@ pub fn decompress<'a, R: Read + 'a>(
     }
     let kind = Compression::detect(&head[..n]);
     let whole = io::Cursor::new(head[..n].to_vec()).chain(input);
-    let reader: Box<dyn Read + 'a> = match kind {
-        Compression::None => Box::new(whole),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            whole,
-        ))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(
-            BufReader::with_capacity(1 << 16, whole),
-        )),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            whole,
-        ))),
-    };
+    let reader: Box<dyn Read + 'a> =
+        match kind {
+            Compression::None => Box::new(whole),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, whole),
+            )),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(
+                BufReader::with_capacity(1 << 16, whole),
+            )),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(
+                BufReader::with_capacity(1 << 16, whole),
+            )),
+        };
     Ok((kind, reader))
 }
 

@@ -61,7 +61,9 @@ fn meta_of(path: &Path, md: &fs::Metadata, opts: &UnpackOptions) -> Result<Meta,
         Err(e) => return Err(io_err(path)(e)),
     };
     for name in names {
-        let Some(name_s) = name.to_str() else { continue };
+        let Some(name_s) = name.to_str() else {
+            continue;
+        };
         if !xattr_namespace_known(name_s) {
             continue;
         }
@@ -82,7 +84,11 @@ fn meta_of(path: &Path, md: &fs::Metadata, opts: &UnpackOptions) -> Result<Meta,
 
 /// Adds the contents of host directory `root` to the tree's root (the directory's own
 /// metadata becomes the root's).
-pub fn apply_dir(tree: &mut Tree, root: &Path, opts: &UnpackOptions) -> Result<UnpackStats, DirError> {
+pub fn apply_dir(
+    tree: &mut Tree,
+    root: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, DirError> {
     let md = fs::symlink_metadata(root).map_err(io_err(root))?;
     if !md.is_dir() {
         return Err(io_err(root)(std::io::Error::new(

@@ -7,5 +7,7 @@ pub mod compression;
 pub mod dir;
 pub mod pax;
 
-pub use archive::{apply_plain_tar, apply_tar, EntryError, UnpackError, UnpackOptions, UnpackStats};
+pub use archive::{
+    apply_plain_tar, apply_tar, EntryError, UnpackError, UnpackOptions, UnpackStats,
+};
 pub use compression::{decompress, Compression};

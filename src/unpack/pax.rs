@@ -53,8 +53,9 @@ impl PaxFields {
                         .map_err(|_| bad("xattr name is not UTF-8"))?;
                     self.xattrs.insert(name, value.to_vec());
                 } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
-                    let name = String::from_utf8(percent_decode(name).ok_or_else(|| bad("bad %-escape"))?)
-                        .map_err(|_| bad("xattr name is not UTF-8"))?;
+                    let name =
+                        String::from_utf8(percent_decode(name).ok_or_else(|| bad("bad %-escape"))?)
+                            .map_err(|_| bad("xattr name is not UTF-8"))?;
                     let v = base64_decode(value).ok_or_else(|| bad("value is not base64"))?;
                     self.xattrs.insert(name, v);
                 }
@@ -133,7 +134,10 @@ pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
         .copied()
         .filter(|c| !c.is_ascii_whitespace())
         .collect();
-    let s = s.strip_suffix(b"==").or_else(|| s.strip_suffix(b"=")).unwrap_or(&s);
+    let s = s
+        .strip_suffix(b"==")
+        .or_else(|| s.strip_suffix(b"="))
+        .unwrap_or(&s);
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     for chunk in s.chunks(4) {
         if chunk.len() == 1 {
@@ -156,10 +160,34 @@ mod tests {
 
     #[test]
     fn times_keep_nanoseconds_and_sign() {
-        assert_eq!(parse_time("1700000000.123456789"), Some(Time { sec: 1_700_000_000, nsec: 123_456_789 }));
-        assert_eq!(parse_time("-1.5"), Some(Time { sec: -2, nsec: 500_000_000 }));
-        assert_eq!(parse_time("-86400"), Some(Time { sec: -86400, nsec: 0 }));
-        assert_eq!(parse_time("4102444800.1"), Some(Time { sec: 4_102_444_800, nsec: 100_000_000 }));
+        assert_eq!(
+            parse_time("1700000000.123456789"),
+            Some(Time {
+                sec: 1_700_000_000,
+                nsec: 123_456_789
+            })
+        );
+        assert_eq!(
+            parse_time("-1.5"),
+            Some(Time {
+                sec: -2,
+                nsec: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_time("-86400"),
+            Some(Time {
+                sec: -86400,
+                nsec: 0
+            })
+        );
+        assert_eq!(
+            parse_time("4102444800.1"),
+            Some(Time {
+                sec: 4_102_444_800,
+                nsec: 100_000_000
+            })
+        );
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("1.2.3"), None);
         assert_eq!(parse_time(""), None);
@@ -173,7 +201,8 @@ mod tests {
         assert!(base64_decode(b"a").is_none());
         let mut p = PaxFields::default();
         p.apply(b"LIBARCHIVE.xattr.user.a%3Db", b"aGk=").unwrap();
-        p.apply(b"SCHILY.xattr.security.capability", b"\x01\x00").unwrap();
+        p.apply(b"SCHILY.xattr.security.capability", b"\x01\x00")
+            .unwrap();
         assert_eq!(p.xattrs["user.a=b"], b"hi");
         assert_eq!(p.xattrs["security.capability"], b"\x01\x00");
     }

@@ -57,7 +57,9 @@ pub fn require(ok: bool, what: &str) -> bool {
 
 /// True when running as root.
 pub fn is_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// True when `tool` is on PATH (or in /sbin, /usr/sbin).
@@ -68,7 +70,9 @@ pub fn have(tool: &str) -> bool {
 /// The full path of a tool.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default() + ":/sbin:/usr/sbin";
-    path.split(':').map(|d| Path::new(d).join(tool)).find(|p| p.is_file())
+    path.split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
 }
 
 /// The rootsmith binary under test.
@@ -78,7 +82,8 @@ pub fn rootsmith() -> Command {
 
 /// Runs a command, returning its output.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command and panics with its stderr unless it succeeds.
@@ -96,7 +101,9 @@ pub fn ok(cmd: &mut Command) -> Output {
 
 /// `e2fsck -fn` exit status (0 = clean).
 pub fn fsck(img: &Path) -> i32 {
-    let out = run(Command::new(which("e2fsck").expect("e2fsck installed")).args(["-fn"]).arg(img));
+    let out = run(Command::new(which("e2fsck").expect("e2fsck installed"))
+        .args(["-fn"])
+        .arg(img));
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     }
@@ -141,7 +148,10 @@ pub struct Entry {
 impl Entry {
     /// One line with the fields `fields` keeps.
     pub fn line(&self, path: &str, f: &Fields) -> String {
-        let mut s = format!("{path} {} {:o} {}:{}", self.kind, self.mode, self.uid, self.gid);
+        let mut s = format!(
+            "{path} {} {:o} {}:{}",
+            self.kind, self.mode, self.uid, self.gid
+        );
         if self.kind == "file" {
             s += &format!(" size={} sha256={}", self.size, self.sha256);
         }
@@ -177,7 +187,12 @@ pub struct Fields {
 }
 
 impl Fields {
-    pub const ALL: Fields = Fields { xattrs: true, nlink: true, mtime: true, symlink_mtime: true };
+    pub const ALL: Fields = Fields {
+        xattrs: true,
+        nlink: true,
+        mtime: true,
+        symlink_mtime: true,
+    };
 }
 
 fn split_dev(dev: u64) -> (u32, u32) {
@@ -226,13 +241,22 @@ pub fn list_host(root: &Path, skip_lost_found: bool) -> BTreeMap<String, Entry> 
             uid: md.uid(),
             gid: md.gid(),
             size: if ft.is_file() { md.len() } else { 0 },
-            sha256: if ft.is_file() { sha256_file(&p) } else { String::new() },
-            target: if ft.is_symlink() {
-                String::from_utf8_lossy(fs::read_link(&p).unwrap().as_os_str().as_bytes()).into_owned()
+            sha256: if ft.is_file() {
+                sha256_file(&p)
             } else {
                 String::new()
             },
-            rdev: if ft.is_char_device() || ft.is_block_device() { split_dev(md.rdev()) } else { (0, 0) },
+            target: if ft.is_symlink() {
+                String::from_utf8_lossy(fs::read_link(&p).unwrap().as_os_str().as_bytes())
+                    .into_owned()
+            } else {
+                String::new()
+            },
+            rdev: if ft.is_char_device() || ft.is_block_device() {
+                split_dev(md.rdev())
+            } else {
+                (0, 0)
+            },
             xattrs,
             nlink: md.nlink(),
             mtime: (md.mtime(), md.mtime_nsec() as u32),
@@ -260,7 +284,8 @@ pub fn list_image(img: &Path) -> BTreeMap<String, Entry> {
 /// or after 2038 (the kernel reads them; the stress test checks them through a mount).
 pub fn list_image_partial(img: &Path) -> (BTreeMap<String, Entry>, Vec<String>) {
     let mut skipped = Vec::new();
-    let fs = ext4_view::Ext4::load_from_path(img).unwrap_or_else(|e| panic!("ext4-view cannot load {}: {e}", img.display()));
+    let fs = ext4_view::Ext4::load_from_path(img)
+        .unwrap_or_else(|e| panic!("ext4-view cannot load {}: {e}", img.display()));
     let mut out = BTreeMap::new();
     let mut stack: Vec<Vec<u8>> = vec![b"/".to_vec()];
     while let Some(p) = stack.pop() {
@@ -366,7 +391,10 @@ impl Mount {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mnt");
         fs::create_dir(&dir).unwrap();
-        ok(Command::new("mount").args(["-t", "ext4", "-o", &format!("loop,{opts}")]).arg(img).arg(&dir));
+        ok(Command::new("mount")
+            .args(["-t", "ext4", "-o", &format!("loop,{opts}")])
+            .arg(img)
+            .arg(&dir));
         Mount { dir, _tmp: tmp }
     }
 }

@@ -11,7 +11,12 @@ use std::process::Command;
 use crate::common::*;
 
 fn mkfs(args: &[&str], src_flag: &str, src: &Path, out: &Path) -> std::process::Output {
-    run(rootsmith().arg("mkfs").args(args).arg(src_flag).arg(src).arg(out))
+    run(rootsmith()
+        .arg("mkfs")
+        .args(args)
+        .arg(src_flag)
+        .arg(src)
+        .arg(out))
 }
 
 fn extract_with_gnu_tar(tarball: &Path, dir: &Path) {
@@ -23,13 +28,25 @@ fn extract_with_gnu_tar(tarball: &Path, dir: &Path) {
         .arg(dir));
 }
 
-/// e2fsck -fy on a copy must change nothing.
+/// e2fsck -fy on a copy must change nothing but its own bookkeeping in the primary
+/// superblock (s_wtime, s_lastcheck, s_kbytes_written and the checksum).
 fn fsck_fix_changes_nothing(img: &Path) {
     let copy = img.with_extension("copy");
     fs::copy(img, &copy).unwrap();
     let out = run(Command::new(which("e2fsck").unwrap()).arg("-fy").arg(&copy));
-    assert_eq!(out.status.code(), Some(0), "e2fsck -fy changed something: {}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(sha256_file(img), sha256_file(&copy), "e2fsck -fy modified the image");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "e2fsck -fy changed something: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (a, b) = (fs::read(img).unwrap(), fs::read(&copy).unwrap());
+    assert_eq!(a.len(), b.len());
+    let first_diff = (0..a.len()).find(|&i| a[i] != b[i] && !(1024..2048).contains(&i));
+    assert_eq!(
+        first_diff, None,
+        "e2fsck -fy modified the image outside the superblock"
+    );
     fs::remove_file(copy).unwrap();
 }
 
@@ -37,20 +54,33 @@ fn fsck_fix_changes_nothing(img: &Path) {
 fn every_base_fixture_is_fsck_clean_and_mounts_with_the_source_listing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = is_root();
-    let can_mount = require(root, "root (for GNU tar extraction with owners and a loop mount)");
+    let can_mount = require(
+        root,
+        "root (for GNU tar extraction with owners and a loop mount)",
+    );
     for tarball in all_fixtures() {
         let name = tarball.file_name().unwrap().to_string_lossy().into_owned();
         let img = tmp.path().join(format!("{name}.ext4"));
         let out = mkfs(&["--json"], "--from-tar", &tarball, &img);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["sha256"].as_str().unwrap(), format!("sha256:{}", sha256_file(&img)));
+        assert_eq!(
+            report["sha256"].as_str().unwrap(),
+            format!("sha256:{}", sha256_file(&img))
+        );
         assert_eq!(fsck(&img), 0, "{name}: e2fsck -fn");
         fsck_fix_changes_nothing(&img);
         // Auto sizing: the image stays within 15 % of what the tree occupies.
         let used = report["blocks_used"].as_u64().unwrap() * 4096;
         let size = report["size"].as_u64().unwrap();
-        assert!(size <= used + used * 15 / 100 + (4 << 20) + (1 << 20), "{name}: {size} bytes for {used} used");
+        assert!(
+            size <= used + used * 15 / 100 + (4 << 20) + (1 << 20),
+            "{name}: {size} bytes for {used} used"
+        );
 
         let viewed = list_image(&img);
         if !can_mount {
@@ -62,9 +92,22 @@ fn every_base_fixture_is_fsck_clean_and_mounts_with_the_source_listing() {
         let source = list_host(&src, false);
         let m = Mount::new(&img, "ro");
         let mounted = list_host(&m.dir, true);
-        assert_same(&format!("{name}: kernel mount vs GNU tar"), &lines(&source, &Fields::ALL), &lines(&mounted, &Fields::ALL));
-        let basic = Fields { xattrs: false, nlink: false, mtime: true, symlink_mtime: true };
-        assert_same(&format!("{name}: ext4-view vs kernel"), &lines(&mounted, &basic), &lines(&viewed, &basic));
+        assert_same(
+            &format!("{name}: kernel mount vs GNU tar"),
+            &lines(&source, &Fields::ALL),
+            &lines(&mounted, &Fields::ALL),
+        );
+        let basic = Fields {
+            xattrs: false,
+            nlink: false,
+            mtime: true,
+            symlink_mtime: true,
+        };
+        assert_same(
+            &format!("{name}: ext4-view vs kernel"),
+            &lines(&mounted, &basic),
+            &lines(&viewed, &basic),
+        );
         drop(m);
         fs::remove_dir_all(&src).ok();
         fs::remove_file(&img).ok();
@@ -115,7 +158,10 @@ PY
 
 #[test]
 fn stress_tree_round_trips_through_the_kernel_and_ext4_view() {
-    if !require(is_root() && have("setfattr"), "root and setfattr (attr package)") {
+    if !require(
+        is_root() && have("setfattr"),
+        "root and setfattr (attr package)",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -123,31 +169,67 @@ fn stress_tree_round_trips_through_the_kernel_and_ext4_view() {
     make_stress_tree(&src);
     let img = tmp.path().join("stress.ext4");
     let out = mkfs(&[], "--from-dir", &src, &img);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(fsck(&img), 0);
     fsck_fix_changes_nothing(&img);
     // The image stays sparse: far less allocated than the 640 MiB file's apparent size.
-    let allocated = fs::metadata(&img).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap();
+    let allocated = fs::metadata(&img)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .unwrap();
     assert!(allocated < 200 << 20, "image allocates {allocated} bytes");
     let source = list_host(&src, false);
     let m = Mount::new(&img, "ro");
     let mounted = list_host(&m.dir, true);
-    assert_same("stress: kernel mount vs source", &lines(&source, &Fields::ALL), &lines(&mounted, &Fields::ALL));
-    let basic = Fields { xattrs: false, nlink: false, mtime: true, symlink_mtime: true };
+    assert_same(
+        "stress: kernel mount vs source",
+        &lines(&source, &Fields::ALL),
+        &lines(&mounted, &Fields::ALL),
+    );
+    let basic = Fields {
+        xattrs: false,
+        nlink: false,
+        mtime: true,
+        symlink_mtime: true,
+    };
     let (viewed, skipped) = list_image_partial(&img);
-    assert_eq!(skipped, ["/types/empty", "/types/file"], "ext4-view refuses only the wide times");
+    assert_eq!(
+        skipped,
+        ["/types/empty", "/types/file"],
+        "ext4-view refuses only the wide times"
+    );
     let mut mounted_in_range = mounted.clone();
     for p in &skipped {
         mounted_in_range.remove(p);
     }
-    assert_same("stress: ext4-view vs kernel", &lines(&mounted_in_range, &basic), &lines(&viewed, &basic));
+    assert_same(
+        "stress: ext4-view vs kernel",
+        &lines(&mounted_in_range, &basic),
+        &lines(&viewed, &basic),
+    );
     // The wide times themselves, through the kernel.
-    assert_eq!(mounted["/types/empty"].mtime, (-304_689_600, 123_456_789), "pre-1970 mtime");
-    assert_eq!(mounted["/types/file"].mtime, (4_102_444_800, 987_654_321), "post-2038 mtime");
+    assert_eq!(
+        mounted["/types/empty"].mtime,
+        (-304_689_600, 123_456_789),
+        "pre-1970 mtime"
+    );
+    assert_eq!(
+        mounted["/types/file"].mtime,
+        (4_102_444_800, 987_654_321),
+        "post-2038 mtime"
+    );
     // The 640 MiB file needs an extent tree (more than 4 extents).
-    let stat = ok(Command::new(which("debugfs").unwrap()).args(["-R", "stat /big/sparse"]).arg(&img));
+    let stat = ok(Command::new(which("debugfs").unwrap())
+        .args(["-R", "stat /big/sparse"])
+        .arg(&img));
     let text = String::from_utf8_lossy(&stat.stdout);
-    assert!(text.contains("(ETB0)") || text.contains("ETB"), "no extent tree block in:\n{text}");
+    assert!(
+        text.contains("(ETB0)") || text.contains("ETB"),
+        "no extent tree block in:\n{text}"
+    );
 }
 
 #[test]
@@ -157,8 +239,17 @@ fn the_kernel_writes_to_it_and_resize2fs_grows_it() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("rw.ext4");
-    let out = mkfs(&[], "--from-tar", &fixture("debian-bookworm-slim-amd64.rootfs.tar.xz"), &img);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = mkfs(
+        &[],
+        "--from-tar",
+        &fixture("debian-bookworm-slim-amd64.rootfs.tar.xz"),
+        &img,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     {
         let m = Mount::new(&img, "rw");
         let d = m.dir.join("tmp/many");
@@ -172,14 +263,35 @@ fn the_kernel_writes_to_it_and_resize2fs_grows_it() {
         fs::write(m.dir.join("tmp/big"), vec![7u8; 3 << 20]).unwrap();
     }
     assert_eq!(fsck(&img), 0, "after kernel writes");
-    ok(Command::new(which("resize2fs").unwrap()).arg(&img).arg("4G"));
-    assert_eq!(fs::metadata(&img).unwrap().len(), 4 << 30);
-    assert_eq!(fsck(&img), 0, "after resize2fs 4G");
+    // resize2fs on a fresh image (after a mount it insists on `e2fsck -f` first).
+    let fresh = tmp.path().join("fresh.ext4");
+    ok(rootsmith()
+        .arg("mkfs")
+        .arg("--from-tar")
+        .arg(fixture("debian-bookworm-slim-amd64.rootfs.tar.xz"))
+        .arg(&fresh));
+    ok(Command::new(which("resize2fs").unwrap())
+        .arg(&fresh)
+        .arg("4G"));
+    assert_eq!(fs::metadata(&fresh).unwrap().len(), 4 << 30);
+    assert_eq!(fsck(&fresh), 0, "after resize2fs 4G");
+    {
+        let m = Mount::new(&fresh, "rw");
+        fs::write(m.dir.join("root/after-resize"), vec![1u8; 64 << 20]).unwrap();
+    }
+    assert_eq!(fsck(&fresh), 0, "after writing 64 MiB into the grown image");
     let out = ok(Command::new(which("dumpe2fs").unwrap()).arg("-h").arg(&img));
     let text = String::from_utf8_lossy(&out.stdout);
-    let features = text.lines().find(|l| l.starts_with("Filesystem features:")).unwrap().to_string();
+    let features = text
+        .lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap()
+        .to_string();
     for f in rootsmith::ext4::FEATURES {
-        assert!(features.split_whitespace().any(|w| w == *f), "{f} missing from {features}");
+        assert!(
+            features.split_whitespace().any(|w| w == *f),
+            "{f} missing from {features}"
+        );
     }
 }
 
@@ -191,15 +303,32 @@ fn builds_are_byte_reproducible_also_as_nobody() {
     let a = tmp.path().join("a.ext4");
     let b = tmp.path().join("b.ext4");
     for img in [&a, &b] {
-        let out = run(rootsmith().env("SOURCE_DATE_EPOCH", "1700000000").arg("mkfs").arg("--from-tar").arg(&tarball).arg(img));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(rootsmith()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("mkfs")
+            .arg("--from-tar")
+            .arg(&tarball)
+            .arg(img));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(sha256_file(&a), sha256_file(&b));
     // A different epoch gives different bytes (the input matters).
     let c = tmp.path().join("c.ext4");
-    ok(rootsmith().env("SOURCE_DATE_EPOCH", "1600000000").arg("mkfs").arg("--from-tar").arg(&tarball).arg(&c));
+    ok(rootsmith()
+        .env("SOURCE_DATE_EPOCH", "1600000000")
+        .arg("mkfs")
+        .arg("--from-tar")
+        .arg(&tarball)
+        .arg(&c));
     assert_ne!(sha256_file(&a), sha256_file(&c));
-    if !require(is_root() && have("setpriv"), "root and setpriv (to run as nobody)") {
+    if !require(
+        is_root() && have("setpriv"),
+        "root and setpriv (to run as nobody)",
+    ) {
         return;
     }
     let n = tmp.path().join("nobody.ext4");
@@ -212,18 +341,36 @@ fn builds_are_byte_reproducible_also_as_nobody() {
         .arg("--from-tar")
         .arg(&tarball)
         .arg(&n));
-    assert!(out.status.success(), "as nobody: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(sha256_file(&a), sha256_file(&n), "nobody's image differs from root's");
+    assert!(
+        out.status.success(),
+        "as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256_file(&a),
+        sha256_file(&n),
+        "nobody's image differs from root's"
+    );
 }
 
 fn assert_fails_cleanly(out: &std::process::Output, img: &Path, expect: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded, expected failure about {expect}");
+    assert!(
+        !out.status.success(),
+        "succeeded, expected failure about {expect}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.to_lowercase().contains(expect), "{err:?} does not mention {expect:?}");
+    assert!(
+        err.to_lowercase().contains(expect),
+        "{err:?} does not mention {expect:?}"
+    );
     assert!(!img.exists(), "{} exists after a failure", img.display());
     if let Some(dir) = img.parent().filter(|d| d.is_dir()) {
-        let stray: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".part")).collect();
+        let stray: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".part"))
+            .collect();
         assert!(stray.is_empty(), "temp files left: {stray:?}");
     }
 }
@@ -238,11 +385,19 @@ fn bad_input_fails_in_one_line_and_leaves_nothing() {
 
     // Truncated archive (compressed and plain).
     fs::write(t.join("trunc.tar.gz"), &gz[..gz.len() / 2]).unwrap();
-    assert_fails_cleanly(&mkfs(&[], "--from-tar", &t.join("trunc.tar.gz"), &img), &img, "tarball");
+    assert_fails_cleanly(
+        &mkfs(&[], "--from-tar", &t.join("trunc.tar.gz"), &img),
+        &img,
+        "tarball",
+    );
     let mut plain = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
     fs::write(t.join("trunc.tar"), &plain[..plain.len() / 3 / 512 * 512]).unwrap();
-    assert_fails_cleanly(&mkfs(&[], "--from-tar", &t.join("trunc.tar"), &img), &img, "truncated");
+    assert_fails_cleanly(
+        &mkfs(&[], "--from-tar", &t.join("trunc.tar"), &img),
+        &img,
+        "truncated",
+    );
 
     // Corrupt gzip: flip bytes in the middle.
     let mut bad = gz.clone();
@@ -250,7 +405,11 @@ fn bad_input_fails_in_one_line_and_leaves_nothing() {
         *b ^= 0x5a;
     }
     fs::write(t.join("corrupt.tar.gz"), &bad).unwrap();
-    assert_fails_cleanly(&mkfs(&[], "--from-tar", &t.join("corrupt.tar.gz"), &img), &img, "tarball");
+    assert_fails_cleanly(
+        &mkfs(&[], "--from-tar", &t.join("corrupt.tar.gz"), &img),
+        &img,
+        "tarball",
+    );
 
     // Traversal entries.
     let mut b = tar::Builder::new(Vec::new());
@@ -264,19 +423,32 @@ fn bad_input_fails_in_one_line_and_leaves_nothing() {
     fs::write(t.join("traversal.tar"), b.into_inner().unwrap()).unwrap();
     let out = mkfs(&[], "--from-tar", &t.join("traversal.tar"), &img);
     assert_fails_cleanly(&out, &img, "climbs out of the root");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("../../etc/passwd"), "entry not named");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("../../etc/passwd"),
+        "entry not named"
+    );
 
     // --size too small: says how much is needed.
     let out = mkfs(&["--size", "4M"], "--from-tar", &alpine, &img);
     assert_fails_cleanly(&out, &img, "image too small");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--size"), "no fix suggested");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--size"),
+        "no fix suggested"
+    );
 
     // Output directory missing.
     let missing = t.join("no/such/dir/out.ext4");
-    assert_fails_cleanly(&mkfs(&[], "--from-tar", &alpine, &missing), &missing, "does not exist");
+    assert_fails_cleanly(
+        &mkfs(&[], "--from-tar", &alpine, &missing),
+        &missing,
+        "does not exist",
+    );
 
     // Output directory read-only (as nobody: root ignores permissions).
-    if require(is_root() && have("setpriv"), "root and setpriv (read-only dir as nobody)") {
+    if require(
+        is_root() && have("setpriv"),
+        "root and setpriv (read-only dir as nobody)",
+    ) {
         let ro = t.join("ro");
         fs::create_dir(&ro).unwrap();
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();

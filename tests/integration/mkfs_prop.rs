@@ -83,7 +83,10 @@ fn build(spec: &[(Vec<String>, Node, Meta)]) -> Tree {
             }
             Node::Dir => Kind::empty_dir(),
             Node::Symlink(s) => Kind::Symlink(s.clone().into_bytes()),
-            Node::Char(a, b) => Kind::CharDevice { major: *a, minor: *b },
+            Node::Char(a, b) => Kind::CharDevice {
+                major: *a,
+                minor: *b,
+            },
             Node::Fifo => Kind::Fifo,
             Node::HardLinkToPrevious => {
                 if let Some(id) = last_file {
@@ -95,7 +98,12 @@ fn build(spec: &[(Vec<String>, Node, Meta)]) -> Tree {
             }
         };
         let is_file = matches!(kind, Kind::File(_));
-        if let Ok(id) = t.insert(p.as_bytes(), Inode::new(kind, m.clone()), &dirm, Follow::Scoped) {
+        if let Ok(id) = t.insert(
+            p.as_bytes(),
+            Inode::new(kind, m.clone()),
+            &dirm,
+            Follow::Scoped,
+        ) {
             if is_file {
                 last_file = Some(id);
             }
@@ -113,10 +121,20 @@ fn tree_listing(t: &Tree) -> BTreeMap<String, Entry> {
         let (kind, size, sha256, target) = match &i.kind {
             Kind::File(c) => {
                 let d = t.store().read_all(c).unwrap();
-                ("file", d.len() as u64, hex(&Sha256::digest(&d)), String::new())
+                (
+                    "file",
+                    d.len() as u64,
+                    hex(&Sha256::digest(&d)),
+                    String::new(),
+                )
             }
             Kind::Dir(_) => ("dir", 0, String::new(), String::new()),
-            Kind::Symlink(s) => ("symlink", 0, String::new(), String::from_utf8(s.clone()).unwrap()),
+            Kind::Symlink(s) => (
+                "symlink",
+                0,
+                String::new(),
+                String::from_utf8(s.clone()).unwrap(),
+            ),
             Kind::CharDevice { .. } => ("char", 0, String::new(), String::new()),
             Kind::BlockDevice { .. } => ("block", 0, String::new(), String::new()),
             Kind::Fifo => ("fifo", 0, String::new(), String::new()),
@@ -147,22 +165,34 @@ fn random_trees_are_fsck_clean_and_read_back_equal() {
     if !require(have("e2fsck"), "e2fsck (e2fsprogs)") {
         return;
     }
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("p.ext4");
     let strategy = proptest::collection::vec(
         (proptest::collection::vec(name(), 1..4), node(), meta()),
         0..40,
     );
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    });
     runner
         .run(&strategy, |spec| {
             let tree = build(&spec);
-            let report = rootsmith::ext4::write_image(&tree, &img, &Default::default(), &mut |_, _| {})
-                .map_err(|e| TestCaseError::fail(format!("write_image: {e}")))?;
+            let report =
+                rootsmith::ext4::write_image(&tree, &img, &Default::default(), &mut |_, _| {})
+                    .map_err(|e| TestCaseError::fail(format!("write_image: {e}")))?;
             prop_assert!(report.inodes_used as usize >= tree.inode_count());
             prop_assert_eq!(fsck(&img), 0, "e2fsck -fn rejected the image");
-            let f = Fields { xattrs: false, nlink: false, mtime: true, symlink_mtime: true };
+            let f = Fields {
+                xattrs: false,
+                nlink: false,
+                mtime: true,
+                symlink_mtime: true,
+            };
             let want = lines(&tree_listing(&tree), &f);
             let got = lines(&list_image(&img), &f);
             prop_assert_eq!(want, got);

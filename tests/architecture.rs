@@ -1,0 +1,63 @@
+//! Keeps the arrows of ARCHITECTURE.md true: the pure core (`tree`, `ext4`, `unpack`,
+//! `etc`) never names the network, async runtimes, the CLI, OCI or package code, and only
+//! `ext4` names the `mkext4` crate.
+
+use std::fs;
+use std::path::Path;
+
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let p = e.expect("readable").path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push((p.display().to_string(), fs::read_to_string(&p).expect("utf-8 source")));
+        }
+    }
+}
+
+fn check(module: &str, forbidden: &[&str]) {
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(module), &mut files);
+    let single = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(format!("{module}.rs"));
+    if let Ok(s) = fs::read_to_string(&single) {
+        files.push((single.display().to_string(), s));
+    }
+    for (path, text) in files {
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for f in forbidden {
+                assert!(!line.contains(f), "{path} names `{f}` against the architecture: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_core_never_imports_upward_or_the_network() {
+    let upward = [
+        "crate::cli",
+        "crate::oci",
+        "crate::pkg",
+        "crate::build",
+        "crate::fetch",
+        "crate::cache",
+        "crate::boot",
+        "crate::kernel",
+        "tokio",
+        "reqwest",
+        "ureq",
+        "oci_client",
+    ];
+    for module in ["tree", "ext4", "unpack", "etc"] {
+        check(module, &upward);
+    }
+    check("tree", &["crate::ext4", "crate::unpack", "crate::overlay"]);
+}
+
+#[test]
+fn only_the_ext4_module_names_mkext4() {
+    for module in ["tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch", "kernel", "boot"] {
+        check(module, &["mkext4::"]);
+    }
+}
