@@ -92,7 +92,7 @@ pub fn extract(
     for entry in entries {
         let mut entry = entry.map_err(|e| stream(e.to_string()))?;
         let raw = entry.path_bytes().into_owned();
-        let names = crate::tree::path::normalize(&raw).map_err(|()| InstallError::Entry {
+        let names = crate::tree::path::normalize(&raw).ok_or_else(|| InstallError::Entry {
             pkg: nv.to_string(),
             path: String::from_utf8_lossy(&raw).into_owned(),
             source: EntryError::Traversal,
