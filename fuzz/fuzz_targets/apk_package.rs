@@ -16,5 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = f.check_datahash();
     let mut tree = Tree::new();
     let mut owners = HashMap::new();
-    let _ = install::extract(&mut tree, f.data_raw, "fuzz", "fuzz-1-r0", &[], &mut owners);
+    let _ = install::extract(
+        &mut tree,
+        f.data_raw,
+        "fuzz",
+        "fuzz-1-r0",
+        &[],
+        &mut owners,
+        &install::Ids::default(),
+    );
 });

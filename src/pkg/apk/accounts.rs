@@ -148,6 +148,14 @@ impl Accounts {
         self.log.push(format!("user {name} (uid {uid}, gid {gid})"));
     }
 
+    /// Name → id maps for resolving tar owners.
+    pub fn ids(&self) -> super::install::Ids {
+        super::install::Ids {
+            users: self.passwd.users().map(|u| (u.name, u.uid)).collect(),
+            groups: self.group.groups().map(|g| (g.name, g.gid)).collect(),
+        }
+    }
+
     /// Applies the account commands found in `script`.
     pub fn apply_script(&mut self, script: &str) {
         for cmd in commands(script) {

@@ -58,6 +58,31 @@ pub enum InstallError {
     },
 }
 
+/// User and group ids by name, from the tree's `/etc/passwd` and `/etc/group`: apk
+/// resolves a tar entry's owner by name in the target root, falling back to the number.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    /// User name → uid.
+    pub users: HashMap<String, u32>,
+    /// Group name → gid.
+    pub groups: HashMap<String, u32>,
+}
+
+impl Ids {
+    fn apply(&self, tree: &mut Tree, abs: &str, uname: &Option<String>, gname: &Option<String>) {
+        let Some(id) = tree.lookup_nofollow(abs.as_bytes()) else {
+            return;
+        };
+        let m = &mut tree.inode_mut(id).meta;
+        if let Some(u) = uname.as_ref().and_then(|n| self.users.get(n)) {
+            m.uid = *u;
+        }
+        if let Some(g) = gname.as_ref().and_then(|n| self.groups.get(n)) {
+            m.gid = *g;
+        }
+    }
+}
+
 fn hex_sha1(v: &[u8]) -> Option<[u8; 20]> {
     let s = std::str::from_utf8(v).ok()?.trim();
     if s.len() != 40 {
@@ -79,6 +104,7 @@ pub fn extract(
     nv: &str,
     replaces: &[Dep],
     owners: &mut HashMap<String, String>,
+    ids: &Ids,
 ) -> Result<Vec<DbDir>, InstallError> {
     let stream = |why: String| InstallError::Stream {
         pkg: nv.to_string(),
@@ -116,6 +142,12 @@ pub fn extract(
             }
         }
         let etype = entry.header().entry_type();
+        let name_of = |n: Option<&[u8]>| {
+            n.filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        };
+        let uname = name_of(entry.header().username_bytes());
+        let gname = name_of(entry.header().groupname_bytes());
         let header_acl = || -> (u32, u32, u16) {
             let h = entry.header();
             (
@@ -138,9 +170,14 @@ pub fn extract(
             ) && tree
                 .lookup(abs.as_bytes())
                 .is_some_and(|id| tree.inode(id).is_dir());
-            let acl = header_acl();
+            let mut acl = header_acl();
             if !kept_symlink {
                 crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+                ids.apply(tree, &abs, &uname, &gname);
+                if let Some(id) = tree.lookup_nofollow(abs.as_bytes()) {
+                    let m = &tree.inode(id).meta;
+                    acl = (m.uid, m.gid, acl.2);
+                }
             }
             match dir_at.get(&rel) {
                 Some(&i) => dirs[i].acl = Some(acl),
@@ -165,6 +202,7 @@ pub fn extract(
             }
         }
         crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+        ids.apply(tree, &abs, &uname, &gname);
         let id = tree
             .lookup_nofollow(abs.as_bytes())
             .ok_or_else(|| stream(format!("{rel} vanished after unpacking")))?;
@@ -219,4 +257,111 @@ pub fn extract(
         owners.insert(rel, pkg.to_string());
     }
     Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn data(entries: &[(&str, &str, Option<&str>, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, user, body, sum) in entries {
+            if let Some(sum) = sum {
+                b.append_pax_extensions([("APK-TOOLS.checksum.SHA1", sum.as_bytes())])
+                    .unwrap();
+            }
+            let mut h = tar::Header::new_ustar();
+            h.set_uid(5000);
+            h.set_gid(5000);
+            if let Some(u) = user {
+                h.set_username(u).unwrap();
+                h.set_groupname(u).unwrap();
+            }
+            match *kind {
+                "dir" => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o750);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, &[][..]).unwrap();
+                }
+                _ => {
+                    h.set_mode(0o640);
+                    h.set_size(body.len() as u64);
+                    b.append_data(&mut h, path, *body).unwrap();
+                }
+            }
+        }
+        let t = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&t).unwrap();
+        gz.finish().unwrap()
+    }
+
+    const HI_SHA1: &str = "c22b5f9178342609428d6f51b2c5af4c0bde6a42"; // sha1("hi")
+
+    #[test]
+    fn owners_resolve_by_name_and_checksums_are_checked() {
+        let gz = data(&[
+            ("var/lib/app", "dir", Some("app"), b"", None),
+            ("var/lib/app/f", "file", Some("app"), b"hi", Some(HI_SHA1)),
+            ("var/lib/app/g", "file", Some("nobody-known"), b"hi", None),
+        ]);
+        let mut t = Tree::new();
+        let ids = Ids {
+            users: [("app".to_string(), 101)].into(),
+            groups: [("app".to_string(), 102)].into(),
+        };
+        let mut owners = HashMap::new();
+        let dirs = extract(&mut t, &gz, "p", "p-1-r0", &[], &mut owners, &ids).unwrap();
+        let f = t.lookup(b"/var/lib/app/f").unwrap();
+        assert_eq!((t.inode(f).meta.uid, t.inode(f).meta.gid), (101, 102));
+        let g = t.lookup(b"/var/lib/app/g").unwrap();
+        assert_eq!(t.inode(g).meta.uid, 5000, "unknown names keep the number");
+        assert_eq!(dirs[0].acl, Some((101, 102, 0o750)));
+        assert_eq!(dirs[0].files[0].acl, Some((101, 102, 0o640)));
+        assert_eq!(owners["var/lib/app/f"], "p");
+
+        // A wrong checksum and a file another package owns are refused (unless replaced).
+        let bad = data(&[(
+            "x",
+            "file",
+            None,
+            b"hi",
+            Some("0000000000000000000000000000000000000000"),
+        )]);
+        let e = extract(
+            &mut Tree::new(),
+            &bad,
+            "p",
+            "p-1-r0",
+            &[],
+            &mut HashMap::new(),
+            &Ids::default(),
+        );
+        assert!(matches!(e, Err(InstallError::Checksum { .. })));
+        let mut owners = HashMap::from([("x".to_string(), "other".to_string())]);
+        let ok = data(&[("x", "file", None, b"hi", None)]);
+        let e = extract(
+            &mut Tree::new(),
+            &ok,
+            "p",
+            "p-1-r0",
+            &[],
+            &mut owners,
+            &Ids::default(),
+        );
+        assert!(matches!(e, Err(InstallError::FileConflict { .. })));
+        let rep = [Dep::on("other")];
+        extract(
+            &mut Tree::new(),
+            &ok,
+            "p",
+            "p-1-r0",
+            &rep,
+            &mut owners,
+            &Ids::default(),
+        )
+        .unwrap();
+    }
 }

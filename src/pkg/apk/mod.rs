@@ -430,19 +430,7 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
             url: String::new(),
             source,
         })?;
-        let dirs = install::extract(
-            tree,
-            apk.data_raw,
-            &pkg.name,
-            &pkg.nv(),
-            &pkg.replaces,
-            &mut owners,
-        )?;
-        report.files += dirs.iter().map(|d| d.files.len()).sum::<usize>();
         let id = apk.identity();
-        let mut rec_pkg = pkg.clone();
-        rec_pkg.identity = Some(id);
-        new_records.push_str(&db::Installed { pkg: rec_pkg, dirs }.render());
         for (name, body) in &apk.scripts {
             if name == ".pre-install" || name == ".post-install" {
                 accts.apply_script(&String::from_utf8_lossy(body));
@@ -452,6 +440,20 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
                 report.scripts_not_run.push(format!("{}: {name}", pkg.nv()));
             }
         }
+        let ids = accts.ids();
+        let dirs = install::extract(
+            tree,
+            apk.data_raw,
+            &pkg.name,
+            &pkg.nv(),
+            &pkg.replaces,
+            &mut owners,
+            &ids,
+        )?;
+        report.files += dirs.iter().map(|d| d.files.len()).sum::<usize>();
+        let mut rec_pkg = pkg.clone();
+        rec_pkg.identity = Some(id);
+        new_records.push_str(&db::Installed { pkg: rec_pkg, dirs }.render());
         if let Some(t) = apk.info.get("triggers") {
             if !t.trim().is_empty() {
                 triggers.push_str(&format!("{id} {}\n", t.trim()));
