@@ -713,3 +713,65 @@ fn apk_mirror_replaces_the_image_host() {
     assert_eq!(rep.added.len(), 1);
     let _ = &r.out;
 }
+
+#[test]
+fn apk_resolver_on_the_real_alpine_index() {
+    use rootsmith::pkg::apk::{dep::Dep, resolve};
+    let data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apk");
+    let index = fs::read(data_dir.join("alpine-v3.16-APKINDEX.tar.gz")).unwrap();
+    let pkgs = repo::read_index(&index, &minirootfs_keys(BASE), "v3.16").unwrap();
+    let mut u = resolve::Universe::new("x86_64");
+    for p in pkgs {
+        u.add(resolve::Candidate {
+            pkg: p,
+            repo: Some(0),
+            tag: None,
+        });
+    }
+    let world = Dep::parse_list("alpine-base openssh-server openssh-sftp-server").unwrap();
+    let r = resolve::resolve(&u, &world, None).unwrap();
+    let names: BTreeSet<&str> = r
+        .install
+        .iter()
+        .map(|&c| u.cands[c].pkg.name.as_str())
+        .collect();
+    for want in [
+        "openssh-server",
+        "openssh-keygen",
+        "openssh-server-common",
+        "musl",
+        "busybox",
+        "zlib",
+        "alpine-baselayout",
+    ] {
+        assert!(names.contains(want), "{want} missing from {names:?}");
+    }
+    // Every dependency of every chosen package is met by the chosen set, and order puts
+    // providers first.
+    let chosen: Vec<usize> = r.install.clone();
+    for (pos, &c) in chosen.iter().enumerate() {
+        for d in u.cands[c].pkg.depends.iter().filter(|d| !d.conflict) {
+            let by = u
+                .providers(&d.name)
+                .iter()
+                .find(|(p, v)| chosen.contains(p) && d.satisfied_by(v.as_deref()));
+            let (p, _) = by.unwrap_or_else(|| panic!("{} needs {d}: unmet", u.cands[c].pkg.nv()));
+            let ppos = chosen.iter().position(|x| x == p).unwrap();
+            assert!(
+                ppos <= pos
+                    || u.cands[*p]
+                        .pkg
+                        .depends
+                        .iter()
+                        .any(|x| x.name == u.cands[c].pkg.name),
+                "{} before its dependency {}",
+                u.cands[c].pkg.nv(),
+                u.cands[*p].pkg.nv()
+            );
+        }
+    }
+    eprintln!(
+        "alpine v3.16: alpine-base + openssh-server resolve to {} packages: {names:?}",
+        names.len()
+    );
+}
