@@ -250,41 +250,68 @@ pub(crate) fn split_line(line: &str, n: usize) -> Result<Option<(u8, &str)>, Ind
     Ok(Some((b[0], &line[2..])))
 }
 
-/// Parses a whole `APKINDEX` text.
+/// Parses a whole `APKINDEX` text; the first bad line or record is an error.
 pub fn parse(text: &str) -> Result<Vec<Package>, IndexError> {
+    let (pkgs, errors) = parse_lenient(text);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(pkgs),
+    }
+}
+
+/// Parses an `APKINDEX` text, dropping records that do not parse (as apk skips what it
+/// cannot read) and returning their errors beside the good records. For signed indexes,
+/// where one odd record among thousands must not make the repository unusable.
+pub fn parse_lenient(text: &str) -> (Vec<Package>, Vec<IndexError>) {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     let mut cur: Option<Package> = None;
+    let mut bad = false;
     let mut last_line = 0;
-    let finish = |cur: &mut Option<Package>, out: &mut Vec<Package>, line: usize| {
-        if let Some(p) = cur.take() {
-            if p.name.is_empty() {
-                return Err(IndexError::Incomplete {
-                    line,
-                    what: "P: (name)",
-                });
+    let mut finish =
+        |cur: &mut Option<Package>, bad: &mut bool, line: usize, errors: &mut Vec<IndexError>| {
+            let p = cur.take();
+            if std::mem::take(bad) {
+                return;
             }
-            if p.version.is_empty() {
-                return Err(IndexError::Incomplete {
-                    line,
-                    what: "V: (version)",
-                });
+            if let Some(p) = p {
+                if p.name.is_empty() {
+                    errors.push(IndexError::Incomplete {
+                        line,
+                        what: "P: (name)",
+                    });
+                } else if p.version.is_empty() {
+                    errors.push(IndexError::Incomplete {
+                        line,
+                        what: "V: (version)",
+                    });
+                } else {
+                    out.push(p);
+                }
             }
-            out.push(p);
-        }
-        Ok(())
-    };
+        };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         last_line = n;
-        match split_line(line, n)? {
-            None => finish(&mut cur, &mut out, n)?,
-            Some((k, v)) => {
-                cur.get_or_insert_with(Package::default).apply(n, k, v)?;
+        match split_line(line, n) {
+            Ok(None) => finish(&mut cur, &mut bad, n, &mut errors),
+            Ok(Some((k, v))) => {
+                if bad {
+                    continue;
+                }
+                if let Err(e) = cur.get_or_insert_with(Package::default).apply(n, k, v) {
+                    errors.push(e);
+                    bad = true;
+                }
+            }
+            Err(e) => {
+                errors.push(e);
+                bad = true;
             }
         }
     }
-    finish(&mut cur, &mut out, last_line)?;
-    Ok(out)
+    finish(&mut cur, &mut bad, last_line, &mut errors);
+    (out, errors)
 }
 
 /// Applies one header field to `pkg` (for the installed-database reader). Returns false
@@ -373,5 +400,11 @@ i:busybox=1.36.1-r29
             Err(IndexError::Field { field: 'C', .. })
         ));
         assert_eq!(parse("\n\n").unwrap(), vec![]);
+        let (good, errs) = parse_lenient("P:a\nV:1\nS:x\n\nP:b\nV:2\n\nP:c\nV:3\n");
+        assert_eq!(
+            good.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        assert_eq!(errs.len(), 1);
     }
 }

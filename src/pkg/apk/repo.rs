@@ -132,7 +132,13 @@ pub fn read_index(data: &[u8], keys: &Keyring, what: &str) -> Result<Vec<Package
     }
     let text = text.ok_or_else(|| bad("no APKINDEX entry".into()))?;
     let text = String::from_utf8(text).map_err(|_| bad("APKINDEX is not UTF-8".into()))?;
-    index::parse(&text).map_err(|e| bad(e.to_string()))
+    let (pkgs, errors) = index::parse_lenient(&text);
+    if pkgs.is_empty() {
+        if let Some(e) = errors.into_iter().next() {
+            return Err(bad(e.to_string()));
+        }
+    }
+    Ok(pkgs)
 }
 
 /// Fetches (or takes from the cache) and verifies one repository's index. Returns the
