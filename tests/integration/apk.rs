@@ -775,3 +775,57 @@ fn apk_resolver_on_the_real_alpine_index() {
         names.len()
     );
 }
+
+#[test]
+fn apk_stale_cached_index_is_refreshed() {
+    // A cached index (the fixture's) names hello-1.0-r0; the mirror has moved on to
+    // hello-1.1-r0 (another repository, its own key): the 404 makes rootsmith refetch.
+    let main = repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("pkgs");
+    fs::create_dir(&p).unwrap();
+    let d = pkg(&p, "hello", "1.1-r0", &[]);
+    let out = tmp.path().join("repo2");
+    ok(Command::new(fixture_script())
+        .arg("build")
+        .arg(&out)
+        .arg(&d)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("APK_REPO_KEY_BITS", "2048"));
+    let key2 = fs::read_dir(out.join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let url = serve(out.join("repo"));
+    let cache = apk::cache::Cache::new(&tmp.path().join("cache"));
+    let old = fs::read(main.out.join("repo/main/x86_64/APKINDEX.tar.gz")).unwrap();
+    cache
+        .put_index(&format!("{url}/main/x86_64/APKINDEX.tar.gz"), &old)
+        .unwrap();
+    let key = |k: &Path| {
+        (
+            k.file_name().unwrap().to_string_lossy().into_owned(),
+            fs::read(k).unwrap(),
+        )
+    };
+    let mut tree =
+        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+            .unwrap();
+    let opts = apk::Options {
+        packages: vec!["hello".into()],
+        overrides: repo::Overrides {
+            repositories: vec![format!("{url}/main")],
+            keys: vec![key(&main.key), key(&key2)],
+            mirror: None,
+        },
+        lock: None,
+        cache: Some(cache),
+        index_max_age: std::time::Duration::from_secs(3600),
+        epoch: rootsmith::tree::Time::secs(0),
+    };
+    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    assert!(rep.refreshed_indexes);
+    assert_eq!(rep.added[0].version, "1.1-r0");
+}

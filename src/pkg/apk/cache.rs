@@ -48,7 +48,7 @@ impl Cache {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())?;
-        if age > max_age {
+        if age >= max_age {
             return None;
         }
         fs::read(p).ok()

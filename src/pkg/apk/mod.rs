@@ -152,6 +152,8 @@ pub struct Report {
     pub accounts: Vec<String>,
     /// Base packages upgraded: `name old → new`.
     pub upgraded: Vec<String>,
+    /// A cached index turned out stale and the indexes were fetched again.
+    pub refreshed_indexes: bool,
 }
 
 impl Report {
@@ -277,6 +279,24 @@ struct Fetched {
 
 /// Installs `opts.packages` (and what they need) into `tree`.
 pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Report, ApkError> {
+    match install_once(tree, opts, fetch) {
+        // A package the cached index names is gone from the mirror: the index is stale.
+        // Nothing in the tree has changed yet (downloads come first), so start over with
+        // fresh indexes.
+        Err(ApkError::Fetch(FetchError::Status { status: 404, .. }))
+            if opts.cache.is_some() && opts.index_max_age > Duration::ZERO =>
+        {
+            let mut fresh = opts.clone();
+            fresh.index_max_age = Duration::ZERO;
+            let mut r = install_once(tree, &fresh, fetch)?;
+            r.refreshed_indexes = true;
+            Ok(r)
+        }
+        other => other,
+    }
+}
+
+fn install_once(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Report, ApkError> {
     let mut report = Report::default();
     let cfg = repo::config(tree, &opts.overrides)?;
     let dbd = db_dir(tree);
