@@ -135,7 +135,12 @@ fn repo() -> &'static Repo {
                 &["provides = ssh-virtual", "provider_priority = 20"],
             ),
             pkg(&p, "uses-virt", "1.0-r0", &["depend = ssh-virtual"]),
-            pkg(&p, "greet-hello", "1.0-r0", &["install_if = greet hello"]),
+            pkg(
+                &p,
+                "greet-hello",
+                "1.0-r0",
+                &["install_if = greet hello", "triggers = /usr/share/greet/*"],
+            ),
             pkg(&p, "conflicter", "1.0-r0", &["depend = !busybox"]),
             pkg(
                 &p,
@@ -355,6 +360,15 @@ fn check_installed(stat: &dyn Fn(&str) -> Option<Stat>) {
     for w in WORLD.iter().chain(["busybox", "alpine-baselayout"].iter()) {
         assert!(world.lines().any(|l| l == *w), "world lacks {w}: {world}");
     }
+    let triggers = String::from_utf8(stat("lib/apk/db/triggers").unwrap().data).unwrap();
+    let gh = dbs.iter().find(|i| i.pkg.name == "greet-hello").unwrap();
+    assert!(
+        triggers.contains(&format!(
+            "{} /usr/share/greet/*\n",
+            gh.pkg.identity.unwrap()
+        )),
+        "{triggers}"
+    );
     // The fixture's `.pre-install` runs `addgroup -S <name>`: applied, not executed.
     let group = String::from_utf8(stat("etc/group").unwrap().data).unwrap();
     for g in ["hello", "greet", "app"] {
