@@ -81,18 +81,14 @@ impl Accounts {
             }
         }
         match pos.as_slice() {
-            [name] => {
-                if self.group.get(name).is_none() {
-                    if let Some(g) = self.free_gid(gid) {
-                        self.group.ensure(name, g);
-                        self.log.push(format!("group {name} (gid {g})"));
-                    }
+            [name] if self.group.get(name).is_none() => {
+                if let Some(g) = self.free_gid(gid) {
+                    self.group.ensure(name, g);
+                    self.log.push(format!("group {name} (gid {g})"));
                 }
             }
-            [user, group] => {
-                if self.group.add_member(group, user) {
-                    self.log.push(format!("{user} joins group {group}"));
-                }
+            [user, group] if self.group.add_member(group, user) => {
+                self.log.push(format!("{user} joins group {group}"));
             }
             _ => {}
         }

@@ -264,7 +264,10 @@ mod tests {
     use super::*;
     use std::io::Write as _;
 
-    fn data(entries: &[(&str, &str, Option<&str>, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// `(path, "dir" or "file", owner name, content, APK-TOOLS.checksum.SHA1)`.
+    type Entry<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], Option<&'a str>);
+
+    fn data(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, user, body, sum) in entries {
             if let Some(sum) = sum {
