@@ -12,22 +12,35 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
         if p.is_dir() {
             sources(&p, out);
         } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push((p.display().to_string(), fs::read_to_string(&p).expect("utf-8 source")));
+            out.push((
+                p.display().to_string(),
+                fs::read_to_string(&p).expect("utf-8 source"),
+            ));
         }
     }
 }
 
 fn check(module: &str, forbidden: &[&str]) {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(module), &mut files);
-    let single = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(format!("{module}.rs"));
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(module),
+        &mut files,
+    );
+    let single = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(format!("{module}.rs"));
     if let Ok(s) = fs::read_to_string(&single) {
         files.push((single.display().to_string(), s));
     }
     for (path, text) in files {
         for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
             for f in forbidden {
-                assert!(!line.contains(f), "{path} names `{f}` against the architecture: {line}");
+                assert!(
+                    !line.contains(f),
+                    "{path} names `{f}` against the architecture: {line}"
+                );
             }
         }
     }
@@ -57,7 +70,10 @@ fn the_core_never_imports_upward_or_the_network() {
 
 #[test]
 fn only_the_ext4_module_names_mkext4() {
-    for module in ["tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch", "kernel", "boot"] {
+    for module in [
+        "tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch",
+        "kernel", "boot",
+    ] {
         check(module, &["mkext4::"]);
     }
 }

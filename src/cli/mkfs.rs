@@ -85,6 +85,10 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let epoch = super::source_date_epoch()?;
     check_output_dir(&args.out)?;
+    super::clean_up_on_interrupt(match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    });
     let mut tree = Tree::new();
     let opts = UnpackOptions { owner: args.owner };
     let (source, stats) = if let Some(path) = &args.from_tar {

@@ -32,6 +32,23 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
+/// On Ctrl-C or SIGTERM, removes this process's temp images in `dir` and exits with 130:
+/// the final path was never touched, and nothing is left beside it either.
+pub fn clean_up_on_interrupt(dir: std::path::PathBuf) {
+    let _ = ctrlc::set_handler(move || {
+        let prefix = crate::ext4::write::temp_prefix();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        eprintln!("rootsmith: interrupted; nothing was written");
+        std::process::exit(130);
+    });
+}
+
 /// `SOURCE_DATE_EPOCH`, read once: `None` when unset, an error when malformed.
 pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {

@@ -15,24 +15,60 @@ use super::declare::declare;
 use super::plan::{self, Ext4Options, TreeFacts, BLOCK};
 use super::{Ext4Error, Report};
 
-/// Positioned writes into the temp file; zero regions are left as holes.
+/// Positioned writes into the temp file, combined while offsets are contiguous (the crate
+/// emits metadata block by block); zero regions are left as holes.
 struct Sink<'a> {
     file: &'a File,
     len: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
     written: u64,
     progress: &'a mut dyn FnMut(u64),
 }
 
+const COMBINE: usize = 4 << 20;
+
+impl Sink<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.buf_at)?;
+            self.written += self.buf.len() as u64;
+            self.buf.clear();
+            (self.progress)(self.written);
+        }
+        Ok(())
+    }
+}
+
 impl RegionSink for Sink<'_> {
     fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(bytes, offset)?;
-        self.written += bytes.len() as u64;
-        (self.progress)(self.written);
+        if self.buf_at + self.buf.len() as u64 != offset || self.buf.len() + bytes.len() > COMBINE {
+            self.flush()?;
+            self.buf_at = offset;
+        }
+        if bytes.len() >= COMBINE {
+            self.file.write_all_at(bytes, offset)?;
+            self.written += bytes.len() as u64;
+            self.buf_at = offset + bytes.len() as u64;
+            (self.progress)(self.written);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
         Ok(())
     }
     fn zeros(&mut self, offset: u64, len: u64) -> io::Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(io::Error::other("zeros past the end of the image"));
+        }
+        // Padding after a file's last partial block: keep the run contiguous rather than
+        // splitting the write (the file is pre-sized, so the bytes are zero either way).
+        let end = self.buf_at + self.buf.len() as u64;
+        if !self.buf.is_empty()
+            && offset == end
+            && len <= 64 * 1024
+            && self.buf.len() + (len as usize) <= COMBINE
+        {
+            self.buf.resize(self.buf.len() + len as usize, 0);
         }
         Ok(())
     }
@@ -137,7 +173,10 @@ fn crate_options(
 }
 
 /// A sealed layout and the files to fill, in declaration order.
-type Sealed = (mkext4::Layout, Vec<(mkext4::InodeHandle, crate::tree::InodeId)>);
+type Sealed = (
+    mkext4::Layout,
+    Vec<(mkext4::InodeHandle, crate::tree::InodeId)>,
+);
 
 /// Tries to seal at `size`: `Ok(None)` when the image is too small.
 fn try_seal(
@@ -167,6 +206,12 @@ fn try_seal(
         }
         Err(e) => Err(Ext4Error::Seal(e.to_string())),
     }
+}
+
+/// The prefix of this process's temp images (`.rootsmith-<pid>-`), so an interrupted run
+/// can remove its own and only its own.
+pub fn temp_prefix() -> String {
+    format!(".rootsmith-{}-", std::process::id())
 }
 
 /// Writes `tree` as an ext4 image at `out`. `progress(done, total)` is called as bytes are
@@ -273,7 +318,7 @@ pub fn write_image(
         source,
     };
     let tmp = tempfile::Builder::new()
-        .prefix(".rootsmith-")
+        .prefix(&temp_prefix())
         .suffix(".ext4.part")
         .tempfile_in(&dir)
         .map_err(io_err)?;
@@ -285,14 +330,16 @@ pub fn write_image(
             .map_err(io_err)?;
     }
     let mut report_progress = |done: u64| progress(done, facts.file_bytes);
-    let sink = Sink {
+    let mut sink = Sink {
         file: tmp.as_file(),
         len: size,
+        buf: Vec::with_capacity(COMBINE),
+        buf_at: 0,
         written: 0,
         progress: &mut report_progress,
     };
     let mut w = layout
-        .writer(sink)
+        .writer(&mut sink)
         .map_err(|e| Ext4Error::Write(e.to_string()))?;
     for (h, id) in &files {
         if layout.extents(*h).is_empty() {
@@ -325,6 +372,8 @@ pub fn write_image(
         })?;
     }
     w.finish().map_err(|e| Ext4Error::Write(e.to_string()))?;
+    sink.flush().map_err(io_err)?;
+    drop(sink);
     let file = tmp.as_file();
     file.sync_all().map_err(io_err)?;
     let mut sb = [0u8; 1024];
@@ -380,4 +429,111 @@ fn minimum_size(
     Err(Ext4Error::Seal(
         "could not find an image size that holds the tree".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Content, Follow, Inode, Meta};
+
+    fn tree_with(name: &[u8]) -> Tree {
+        let mut t = Tree::new();
+        let m = Meta::new(0o644, Time::secs(1));
+        let mut path = b"/d/".to_vec();
+        path.extend_from_slice(name);
+        t.insert(
+            &path,
+            Inode::new(Kind::File(Content::bytes(&b"x"[..])), m.clone()),
+            &m,
+            Follow::Scoped,
+        )
+        .expect("insert");
+        t
+    }
+
+    #[test]
+    fn names_the_writer_cannot_take_are_refused_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.ext4");
+        for (name, why) in [(&b"bad\xff"[..], "UTF-8"), (&[b'n'; 256][..], "255")] {
+            let e = write_image(
+                &tree_with(name),
+                &out,
+                &Ext4Options::default(),
+                &mut |_, _| {},
+            )
+            .expect_err("must fail")
+            .to_string();
+            assert!(e.starts_with("/d/") && e.contains(why), "{e}");
+            assert!(!out.exists());
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "temp file left"
+            );
+        }
+        write_image(
+            &tree_with(&[b'n'; 255]),
+            &out,
+            &Ext4Options::default(),
+            &mut |_, _| {},
+        )
+        .expect("255 bytes fit");
+    }
+
+    #[test]
+    fn a_given_size_too_small_says_what_is_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.ext4");
+        let mut t = Tree::new();
+        let m = Meta::new(0o644, Time::secs(1));
+        let data = vec![1u8; 40 << 20];
+        let c = t
+            .store_mut()
+            .ingest(&mut &data[..], data.len() as u64)
+            .unwrap();
+        t.insert(
+            b"/big",
+            Inode::new(Kind::File(c), m.clone()),
+            &m,
+            Follow::Scoped,
+        )
+        .unwrap();
+        let opts = Ext4Options {
+            size: Some(20 << 20),
+            ..Ext4Options::default()
+        };
+        match write_image(&t, &out, &opts, &mut |_, _| {}) {
+            Err(Ext4Error::TooSmall { needed, .. }) => {
+                assert!(needed > 40 << 20 && needed < 64 << 20, "{needed}")
+            }
+            other => panic!("expected TooSmall, got {other:?}"),
+        }
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn source_date_epoch_clamps_times_and_fixes_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = tree_with(b"f");
+        let id = t.lookup(b"/d/f").unwrap();
+        t.inode_mut(id).meta.mtime = Time::secs(2_000_000_000);
+        let opts = Ext4Options {
+            epoch: Some(1_000),
+            ..Ext4Options::default()
+        };
+        let a = dir.path().join("a.ext4");
+        let b = dir.path().join("b.ext4");
+        let ra = write_image(&t, &a, &opts, &mut |_, _| {}).unwrap();
+        write_image(&t, &b, &opts, &mut |_, _| {}).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(ra.epoch, 1_000);
+        let fs = ext4_view::Ext4::load_from_path(&a).unwrap();
+        let md = fs.metadata("/d/f").unwrap();
+        assert_eq!(
+            md.modified().seconds(),
+            1_000,
+            "mtime clamped to SOURCE_DATE_EPOCH"
+        );
+    }
 }

@@ -121,8 +121,9 @@ impl Store {
     /// nothing.
     pub fn ingest(&mut self, src: &mut dyn Read, len: u64) -> io::Result<Content> {
         if len <= INLINE_MAX && self.inline_used + len <= INLINE_BUDGET {
-            let mut buf = Vec::with_capacity(len as usize);
-            let got = src.take(len).read_to_end(&mut buf)?;
+            // One read for a whole small file: no trailing read for EOF.
+            let mut buf = vec![0u8; len as usize];
+            let got = read_full(src, &mut buf)?;
             if got as u64 != len {
                 return Err(short(len, got as u64));
             }
@@ -169,11 +170,13 @@ impl Store {
     pub fn host_file(&mut self, path: &Path, len: u64) -> io::Result<Content> {
         let mut f = File::open(path)?;
         if len <= INLINE_MAX && self.inline_used + len <= INLINE_BUDGET {
-            let c = self.ingest(&mut f, len)?;
-            if f.read(&mut [0u8; 1])? != 0 {
-                return Err(changed(path));
-            }
-            return Ok(c);
+            return self.ingest(&mut f, len).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    changed(path)
+                } else {
+                    e
+                }
+            });
         }
         let mut holes = Vec::new();
         let mut hasher = twox_hash::XxHash3_128::new();

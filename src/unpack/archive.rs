@@ -369,3 +369,134 @@ impl From<PathError> for EntryError {
         EntryError::Tree(TreeError::Path(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw tar entry (GNU header) with any name, type and body.
+    fn entry(out: &mut Vec<u8>, name: &[u8], kind: u8, link: &[u8], body: &[u8], size: u64) {
+        let mut h = ::tar::Header::new_gnu();
+        h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+        h.as_gnu_mut().expect("gnu").linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(::tar::EntryType::new(kind));
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+
+    fn finish(mut v: Vec<u8>) -> Vec<u8> {
+        v.extend_from_slice(&[0u8; 1024]);
+        v
+    }
+
+    fn apply(bytes: &[u8]) -> (Tree, Result<UnpackStats, UnpackError>) {
+        let mut t = Tree::new();
+        let r = apply_tar(&mut t, bytes, &UnpackOptions::default());
+        (t, r)
+    }
+
+    fn err_text(bytes: &[u8]) -> String {
+        apply(bytes).1.expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn traversal_is_refused_and_names_the_entry() {
+        let mut v = Vec::new();
+        entry(&mut v, b"a/../../etc/passwd", b'0', b"", b"x", 1);
+        let e = err_text(&finish(v));
+        assert!(
+            e.contains("a/../../etc/passwd") && e.contains("climbs out"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_through_an_absolute_or_escaping_symlink_is_refused() {
+        for target in [&b"/etc"[..], b"../../../etc"] {
+            let mut v = Vec::new();
+            entry(&mut v, b"link", b'2', target, b"", 0);
+            entry(&mut v, b"link/passwd", b'0', b"", b"x", 1);
+            let (t, r) = apply(&finish(v));
+            let e = r.expect_err("must fail").to_string();
+            assert!(e.contains("link/passwd"), "{e}");
+            assert!(
+                t.lookup(b"/etc").is_none(),
+                "nothing created through the link"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_symlinks_inside_the_tree_are_followed_like_merged_usr() {
+        let mut v = Vec::new();
+        entry(&mut v, b"usr/bin/", b'5', b"", b"", 0);
+        entry(&mut v, b"bin", b'2', b"usr/bin", b"", 0);
+        entry(&mut v, b"bin/sh", b'0', b"", b"sh", 2);
+        let (t, r) = apply(&finish(v));
+        r.expect("applies");
+        assert_eq!(t.read_file(b"/usr/bin/sh").unwrap(), b"sh");
+        assert!(matches!(
+            t.inode(t.lookup_nofollow(b"/bin").unwrap()).kind,
+            Kind::Symlink(_)
+        ));
+    }
+
+    #[test]
+    fn hard_links_must_name_an_earlier_entry_inside() {
+        let mut v = Vec::new();
+        entry(&mut v, b"evil", b'1', b"../../etc/shadow", b"", 0);
+        assert!(err_text(&finish(v)).contains("hard link"));
+        let mut v = Vec::new();
+        entry(&mut v, b"later", b'1', b"missing", b"", 0);
+        assert!(err_text(&finish(v)).contains("hard link"));
+        let mut v = Vec::new();
+        entry(&mut v, b"a", b'0', b"", b"data", 4);
+        entry(&mut v, b"d/b", b'1', b"a", b"", 0);
+        let (t, r) = apply(&finish(v));
+        r.expect("applies");
+        assert_eq!(t.lookup(b"/a"), t.lookup(b"/d/b"));
+        assert_eq!(t.inode(t.lookup(b"/a").unwrap()).links(), 2);
+    }
+
+    #[test]
+    fn a_lying_size_is_a_truncation_not_an_allocation() {
+        let mut v = Vec::new();
+        entry(&mut v, b"huge", b'0', b"", b"short", 10 << 30);
+        let e = err_text(&v);
+        assert!(e.contains("huge") && e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_end_marker_is_a_truncation() {
+        let mut v = Vec::new();
+        entry(&mut v, b"a", b'0', b"", b"data", 4);
+        assert!(err_text(&v).contains("truncated"));
+        assert!(apply(&finish(v)).1.is_ok());
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones_and_parents_appear() {
+        let mut v = Vec::new();
+        entry(&mut v, b"x/y/f", b'0', b"", b"one", 3);
+        entry(&mut v, b"x/y/f", b'0', b"", b"two!", 4);
+        let (t, r) = apply(&finish(v));
+        assert_eq!(r.expect("applies").entries, 2);
+        assert_eq!(t.read_file(b"/x/y/f").unwrap(), b"two!");
+        assert_eq!(t.inode(t.lookup(b"/x/y").unwrap()).meta.mode, 0o755);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for len in [0usize, 1, 100, 511, 512, 1024, 3000] {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let _ = apply(&junk);
+        }
+    }
+}

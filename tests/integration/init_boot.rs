@@ -112,20 +112,29 @@ fn build_init() -> Option<PathBuf> {
     })
 }
 
+/// The `linux-image-*-cloud-amd64` package `linux-image-cloud-amd64` depends on.
+fn kernel_package() -> Option<String> {
+    let meta = sh_out(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    meta.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Depends: ")
+            .filter(|d| d.starts_with("linux-image-"))
+            .map(str::to_string)
+    })
+}
+
 fn inputs(work: &Path) -> Option<Inputs> {
     let qemu = sh_out(Command::new("bash").arg(QEMU_SH)).map(|s| PathBuf::from(s.trim()));
     if !require(qemu.is_some(), "QEMU (../shared/fixtures/qemu.sh failed)") {
         return None;
     }
     // linux-image-cloud-amd64 is a metapackage: take the versioned image it depends on.
-    let meta = sh_out(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))
-        .unwrap_or_default();
-    let pkg = meta.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("Depends: ")
-            .filter(|d| d.starts_with("linux-image-"))
-            .map(str::to_string)
-    });
+    // Without package lists (a fresh machine), update them once.
+    let mut pkg = kernel_package();
+    if pkg.is_none() {
+        let _ = sh_out(Command::new("apt-get").args(["update", "-q"]));
+        pkg = kernel_package();
+    }
     let kroot = work.join("kernel");
     let got_kernel = pkg
         .as_deref()
@@ -143,16 +152,19 @@ fn inputs(work: &Path) -> Option<Inputs> {
     ) {
         return None;
     }
+    // A package that unpacked but holds no kernel is a failure, not a missing prerequisite.
     let kernel = fs::read_dir(kroot.join("boot"))
-        .ok()?
+        .expect("the kernel package has /boot")
         .flatten()
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })?;
+        })
+        .expect("the kernel package has /boot/vmlinuz-*");
     let kver = kernel
-        .file_name()?
+        .file_name()
+        .expect("file name")
         .to_string_lossy()
         .trim_start_matches("vmlinuz-")
         .to_string();

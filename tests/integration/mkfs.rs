@@ -467,3 +467,40 @@ fn bad_input_fails_in_one_line_and_leaves_nothing() {
         assert_fails_cleanly(&out, &target, "permission denied");
     }
 }
+
+#[test]
+fn ctrl_c_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("out.ext4");
+    // stdin stays open, so the run is still unpacking when the signal arrives.
+    let mut child = rootsmith()
+        .arg("mkfs")
+        .arg("--from-tar")
+        .arg("-")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut stdin,
+        &fs::read(fixture("alpine-minirootfs-3.20.3-x86_64.tar.gz")).unwrap()[..100_000],
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(Command::new("kill").arg("-INT").arg(child.id().to_string()));
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "something was left in the output directory"
+    );
+}
