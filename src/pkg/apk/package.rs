@@ -219,3 +219,47 @@ mod tests {
         assert!(ApkFile::parse(b"\x1f\x8b\x08\x00\x00").is_err());
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn real() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/apk/alpine-baselayout-3.2.0-r23.apk"
+        ))
+        .expect("tests/data/apk is in the repository")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Flipped bytes anywhere in a real package: reading, verifying and unpacking may
+        /// fail, never panic; any change to the signed part is caught.
+        #[test]
+        fn mutated_packages_never_panic(flips in proptest::collection::vec((any::<proptest::sample::Index>(), 1u8..=255), 1..4)) {
+            let mut data = real();
+            for (i, x) in &flips {
+                let at = i.index(data.len());
+                data[at] ^= x;
+            }
+            if let Ok(f) = ApkFile::parse(&data) {
+                let _ = f.verify(None, &Keyring::new());
+                if f.check_datahash().is_ok() {
+                    let mut t = crate::tree::Tree::new();
+                    let _ = super::super::install::extract(&mut t, f.data_raw, "p", "p-1", &[], &mut HashMap::new(), &Default::default());
+                }
+            }
+        }
+
+        /// Arbitrary text as an index or database never panics.
+        #[test]
+        fn arbitrary_index_text(text in "([A-Za-z]:[ -~]{0,30}\n|\n){0,40}") {
+            let _ = super::super::index::parse_lenient(&text);
+            let _ = super::super::db::parse(&text);
+        }
+    }
+}
