@@ -252,6 +252,9 @@ fn build_cmd(repo_path: &str, out: &Path, cache: &Path, trust: bool) -> Command 
     c
 }
 
+/// `openssl passwd -6 -salt saltsalt rootsmith`.
+const ROOT_HASH: &str = "$6$saltsalt$GgLoCr48LXJ0o20h8MffRKBXJXhD2Hks2CuBS9.rKFSypqBFmmArjC2z4qn1owpS2zaHL3hFcOeASgtMV85kN1";
+
 const WORLD: [&str; 4] = ["greet", "app", "uses-virt", "ver~1.2"];
 const EXPECTED: [&str; 8] = [
     "app-1.0-r0",
@@ -408,6 +411,7 @@ fn apk_install_resolves_verifies_and_records() {
         c.arg("-p").arg(w);
     }
     c.arg("--lock").arg(&lock);
+    c.arg("--root-password-hash").arg(ROOT_HASH);
     let cold = ok(&mut c);
     let v: serde_json::Value = serde_json::from_slice(&cold.stdout).unwrap();
     let mut added: Vec<String> = v["packages"]
@@ -429,6 +433,14 @@ fn apk_install_resolves_verifies_and_records() {
     assert!(lock_text.contains("ver 1.2_p1-r0\n"), "{lock_text}");
     let img = out.join("rootfs.ext4");
     assert!(img.is_file());
+    // Read back with an independent ext4 reader: root's password hash is in place.
+    let fs4 = ext4_view::Ext4::load_from_path(&img).unwrap();
+    let shadow = String::from_utf8(fs4.read("/etc/shadow").unwrap()).unwrap();
+    assert!(
+        shadow.starts_with(&format!("root:{ROOT_HASH}:")),
+        "{shadow}"
+    );
+    assert!(fs4.read("/usr/bin/greet").is_ok());
 
     // Warm: same cache, pinned by the lock, no network.
     let out2 = tmp.path().join("out2");
@@ -437,6 +449,7 @@ fn apk_install_resolves_verifies_and_records() {
         c.arg("-p").arg(w);
     }
     c.arg("--lock").arg(&lock);
+    c.arg("--root-password-hash").arg(ROOT_HASH);
     let warm = ok(&mut c);
     let w: serde_json::Value = serde_json::from_slice(&warm.stdout).unwrap();
     assert_eq!(w["requests"], 0, "a warm build must not touch the network");
