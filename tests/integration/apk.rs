@@ -856,3 +856,45 @@ fn apk_stale_cached_index_is_refreshed() {
     assert!(rep.refreshed_indexes);
     assert_eq!(rep.added[0].version, "1.1-r0");
 }
+
+#[test]
+fn apk_build_needs_no_root() {
+    // As root (CI), drop to nobody with setpriv; otherwise this process is unprivileged already.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut c = build_cmd("main", &out, &tmp.path().join("cache"), true);
+    c.arg("-p").arg("app");
+    let mut cmd = if common::is_root() {
+        if !common::require(common::have("setpriv"), "setpriv (util-linux)") {
+            return;
+        }
+        let mut s = Command::new(common::which("setpriv").unwrap());
+        s.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        s.arg(c.get_program()).args(c.get_args());
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                s.env(k, v);
+            }
+        }
+        s
+    } else {
+        c
+    };
+    ok(&mut cmd);
+    let img = out.join("rootfs.ext4");
+    assert!(img.is_file());
+    let fs4 = ext4_view::Ext4::load_from_path(&img).unwrap();
+    let md = fs4
+        .metadata(ext4_view::Path::new("/etc/app/secret"))
+        .unwrap();
+    assert_eq!(
+        (md.uid(), md.mode() & 0o7777),
+        (0, 0o600),
+        "root-owned in the image, built by nobody"
+    );
+}
