@@ -572,6 +572,12 @@ fn apk_unresolvable_requests_fail_cleanly() {
         true,
         "nothing provides no-such-package",
     );
+    expect_failure(
+        "main",
+        &["bad>=x"],
+        true,
+        "--package: bad dependency \"bad>=x\"",
+    );
 }
 
 fn minirootfs_keys(base: &str) -> Keyring {

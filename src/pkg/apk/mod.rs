@@ -72,6 +72,9 @@ pub enum ApkError {
         /// Why.
         source: index::IndexError,
     },
+    /// A requested package is not a dependency atom.
+    #[error("--package: {0}")]
+    BadPackage(dep::BadDep),
     /// No installable set.
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
@@ -329,22 +332,17 @@ fn install_once(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Re
     }
 
     let world_path = "/etc/apk/world";
+    let world_text = read_text(tree, world_path);
     let mut world: Vec<Dep> = Vec::new();
-    for w in read_text(tree, world_path).split_whitespace() {
-        // A world entry the base wrote is trusted to parse; skip anything odd.
+    for w in world_text.split_whitespace() {
+        // Entries this reader does not understand are kept in the file, not resolved.
         if let Ok(d) = Dep::parse(w) {
             world.push(d);
         }
     }
     let mut requested = Vec::new();
     for p in &opts.packages {
-        let d = Dep::parse(p).map_err(|e| {
-            ApkError::Resolve(resolve::ResolveError::Missing {
-                dep: e.to_string(),
-                chain: "the command line".into(),
-            })
-        })?;
-        requested.push(d);
+        requested.push(Dep::parse(p).map_err(ApkError::BadPackage)?);
     }
     let mut all = world.clone();
     all.extend(requested.iter().cloned());
@@ -530,7 +528,7 @@ fn install_once(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Re
         t.push_str(&triggers);
         write_text(tree, &path, t.as_bytes(), opts.epoch)?;
     }
-    let mut names: BTreeSet<String> = world.iter().map(|d| d.to_string()).collect();
+    let mut names: BTreeSet<String> = world_text.split_whitespace().map(str::to_string).collect();
     names.extend(requested.iter().map(|d| d.to_string()));
     let mut w = names.into_iter().collect::<Vec<_>>().join("\n");
     w.push('\n');
