@@ -577,7 +577,7 @@ pub fn resolve(
     let upgrades = s
         .replaced
         .iter()
-        .map(|&(_, old)| (s.by_pkgname[&u.cands[old].pkg.name], old))
+        .filter_map(|&(_, old)| Some((*s.by_pkgname.get(&u.cands[old].pkg.name)?, old)))
         .collect();
     Ok(Resolution {
         install: s.order,
