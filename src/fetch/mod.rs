@@ -53,7 +53,7 @@ pub struct HttpClient {
 
 impl Default for HttpClient {
     fn default() -> Self {
-        HttpClient::new(Duration::from_secs(60), 3)
+        HttpClient::new(Duration::from_secs(600), 3)
     }
 }
 
@@ -62,6 +62,7 @@ impl HttpClient {
     pub fn new(timeout: Duration, attempts: u32) -> HttpClient {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
+            .timeout_connect(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
             .build()
             .into();
