@@ -118,9 +118,19 @@ fn repo() -> &'static Repo {
             pkg(&p, "libfoo", "1.0-r0", &["provides = so:libfoo.so.1=1.0.0"]),
             pkg(
                 &p,
+                "libfoo-dev",
+                "1.0-r0",
+                &["provides = pc:foo=1.0.0", "depend = libfoo"],
+            ),
+            pkg(
+                &p,
                 "app",
                 "1.0-r0",
-                &["depend = so:libfoo.so.1", "depend = cmd:hello"],
+                &[
+                    "depend = so:libfoo.so.1",
+                    "depend = cmd:hello",
+                    "depend = pc:foo>=1.0",
+                ],
             ),
             pkg(
                 &p,
@@ -256,12 +266,13 @@ fn build_cmd(repo_path: &str, out: &Path, cache: &Path, trust: bool) -> Command 
 const ROOT_HASH: &str = "$6$saltsalt$GgLoCr48LXJ0o20h8MffRKBXJXhD2Hks2CuBS9.rKFSypqBFmmArjC2z4qn1owpS2zaHL3hFcOeASgtMV85kN1";
 
 const WORLD: [&str; 4] = ["greet", "app", "uses-virt", "ver~1.2"];
-const EXPECTED: [&str; 8] = [
+const EXPECTED: [&str; 9] = [
     "app-1.0-r0",
     "greet-2.0-r0",
     "greet-hello-1.0-r0",
     "hello-1.0-r0",
     "libfoo-1.0-r0",
+    "libfoo-dev-1.0-r0",
     "prov-b-1.0-r0",
     "uses-virt-1.0-r0",
     "ver-1.2_p1-r0",
