@@ -6,7 +6,6 @@
 pub mod accounts;
 pub mod base;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -201,6 +200,3 @@ pub fn run(plan: &Plan, fetch: &dyn Fetch) -> Result<Outcome, BuildError> {
         image_secs,
     })
 }
-
-/// The lock map type, re-exported for callers.
-pub type Lock = BTreeMap<String, String>;

@@ -441,7 +441,7 @@ fn apk_install_resolves_verifies_and_records() {
     assert_eq!(added, EXPECTED);
     assert!(String::from_utf8_lossy(&cold.stderr).contains("stored but not run"));
     let lock_text = fs::read_to_string(&lock).unwrap();
-    assert!(lock_text.contains("ver 1.2_p1-r0\n"), "{lock_text}");
+    assert!(lock_text.contains("\nver 1.2_p1-r0 Q1"), "{lock_text}");
     let img = out.join("rootfs.ext4");
     assert!(img.is_file());
     // Read back with an independent ext4 reader: root's password hash is in place.
@@ -486,6 +486,30 @@ fn apk_install_resolves_verifies_and_records() {
     let e = run(c.arg("--lock").arg(&lock));
     assert!(!e.status.success());
     assert!(!out3.join("rootfs.ext4").exists());
+
+    // A lock whose identity differs (a package rebuilt under the same version) fails.
+    let hello_line = lock_text
+        .lines()
+        .find(|l| l.starts_with("hello "))
+        .unwrap()
+        .to_string();
+    fs::write(
+        &lock,
+        lock_text.replace(&hello_line, "hello 1.0-r0 Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    )
+    .unwrap();
+    let out4 = tmp.path().join("out4");
+    let mut c = build_cmd("main", &out4, &cache, true);
+    for w in WORLD {
+        c.arg("-p").arg(w);
+    }
+    let e = run(c.arg("--lock").arg(&lock));
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("hello-1.0-r0 is locked as Q1AAAA"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    assert!(!out4.join("rootfs.ext4").exists());
 
     // The library path, checked on the tree (no root needed).
     let mut tree =

@@ -119,8 +119,8 @@ pub struct Options {
     pub packages: Vec<String>,
     /// Repository, key and mirror overrides.
     pub overrides: repo::Overrides,
-    /// `name → version` pins (`--lock`); new packages must be exactly these.
-    pub lock: Option<BTreeMap<String, String>>,
+    /// `--lock` pins; new packages must be exactly these.
+    pub lock: Option<Lock>,
     /// The download cache; `None` downloads everything.
     pub cache: Option<cache::Cache>,
     /// How long a cached index is used without asking the mirror.
@@ -160,25 +160,31 @@ pub struct Report {
 }
 
 impl Report {
-    /// The lock file text for this set (`name version` per line, sorted).
+    /// The lock file text for this set (`name version identity` per line, sorted).
     pub fn lock_text(&self) -> String {
-        let mut s =
-            String::from("# rootsmith apk lock: the exact packages a build adds (name version)\n");
-        let set: BTreeMap<&str, &str> = self
-            .added
-            .iter()
-            .map(|a| (a.name.as_str(), a.version.as_str()))
-            .collect();
-        for (n, v) in set {
-            s.push_str(&format!("{n} {v}\n"));
+        let mut s = String::from(
+            "# rootsmith apk lock: the exact packages a build adds (name version identity)\n",
+        );
+        let set: BTreeMap<&str, &Added> = self.added.iter().map(|a| (a.name.as_str(), a)).collect();
+        for (n, a) in set {
+            s.push_str(&format!("{n} {} {}\n", a.version, a.identity));
         }
         s
     }
 }
 
+/// A parsed lock file: versions (and, when given, `C:` identities) by package name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lock {
+    /// `name → version`.
+    pub versions: BTreeMap<String, String>,
+    /// `name → identity`, for lines that carry one.
+    pub identities: BTreeMap<String, Identity>,
+}
+
 /// Why a lock file did not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("lock file line {line}: expected `name version`, found {text:?}")]
+#[error("lock file line {line}: expected `name version [Q1identity]`, found {text:?}")]
 pub struct BadLock {
     /// 1-based line.
     pub line: usize,
@@ -186,18 +192,27 @@ pub struct BadLock {
     pub text: String,
 }
 
-/// Parses a lock file (`name version` lines, `#` comments).
-pub fn parse_lock(text: &str) -> Result<BTreeMap<String, String>, BadLock> {
-    let mut out = BTreeMap::new();
+/// Parses a lock file (`name version [identity]` lines, `#` comments).
+pub fn parse_lock(text: &str) -> Result<Lock, BadLock> {
+    let mut out = Lock::default();
     for (i, l) in text.lines().enumerate() {
         let l = l.trim();
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
         let mut w = l.split_whitespace();
-        match (w.next(), w.next(), w.next()) {
-            (Some(n), Some(v), None) if version::is_valid(v) => {
-                out.insert(n.to_string(), v.to_string());
+        let (n, v, id) = (w.next(), w.next(), w.next());
+        let id = match id.map(Identity::parse) {
+            None => Ok(None),
+            Some(Some(i)) => Ok(Some(i)),
+            Some(None) => Err(()),
+        };
+        match (n, v, id, w.next()) {
+            (Some(n), Some(v), Ok(id), None) if version::is_valid(v) => {
+                out.versions.insert(n.to_string(), v.to_string());
+                if let Some(id) = id {
+                    out.identities.insert(n.to_string(), id);
+                }
             }
             _ => {
                 return Err(BadLock {
@@ -346,7 +361,20 @@ fn install_once(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Re
     }
     let mut all = world.clone();
     all.extend(requested.iter().cloned());
-    let res = resolve::resolve(&u, &all, opts.lock.as_ref())?;
+    let res = resolve::resolve(&u, &all, opts.lock.as_ref().map(|l| &l.versions))?;
+    if let Some(lock) = &opts.lock {
+        for &c in &res.install {
+            let p = &u.cands[c].pkg;
+            if let (Some(want), Some(have)) = (lock.identities.get(&p.name), p.identity) {
+                if *want != have {
+                    return Err(ApkError::Resolve(resolve::ResolveError::Lock(format!(
+                        "{} is locked as {want} but the repository's index now says {have} (rebuilt under the same version)",
+                        p.nv()
+                    ))));
+                }
+            }
+        }
+    }
 
     // Download and verify everything before the tree changes.
     let mut fetched = Vec::new();
@@ -581,8 +609,11 @@ mod tests {
             ..Report::default()
         };
         let l = parse_lock(&r.lock_text()).unwrap();
-        assert_eq!(l["b"], "1.0-r0");
-        assert!(parse_lock("a b c\n").is_err());
+        assert_eq!(l.versions["b"], "1.0-r0");
+        assert_eq!(l.identities["b"], Identity([0; 20]));
+        assert_eq!(parse_lock("a 1-r0\n").unwrap().identities.len(), 0);
+        assert!(parse_lock("a 1-r0 Q2x\n").is_err());
+        assert!(parse_lock("a 1 b c\n").is_err());
         assert!(parse_lock("a\n").is_err());
     }
 }
