@@ -6,11 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod digest;
 pub mod etc;
+pub mod export;
 pub mod ext4;
 pub mod fetch;
+pub mod oci;
 pub mod pkg;
 pub mod tree;
 pub mod unpack;

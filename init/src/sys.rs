@@ -292,8 +292,8 @@ pub fn have_children() -> bool {
 
 /// Start `argv` (argv[0] looked up in PATH) with environment `env` (`KEY=VALUE`) through
 /// `posix_spawnp` (musl: a CLONE_VFORK child, no page-table copy; exec errors come back as
-/// errors): stdin on /dev/null, stdout/stderr inherited, an empty signal mask, default
-/// SIGPIPE and handled signals, and its own process group.
+/// errors): stdin on /dev/null, stdout/stderr inherited, an empty signal mask, every signal
+/// at its default action, and its own process group.
 pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
     let cargv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
     let cenv: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
@@ -316,8 +316,9 @@ pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
         libc::posix_spawn_file_actions_init(&mut fa);
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
-        let mut dfl = handled_set();
-        libc::sigaddset(&mut dfl, libc::SIGPIPE);
+        // Every signal back to its default (std ignores SIGPIPE; a parent may ignore more).
+        let mut dfl: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut dfl);
         libc::posix_spawnattr_setsigmask(&mut attr, &empty);
         libc::posix_spawnattr_setsigdefault(&mut attr, &dfl);
         libc::posix_spawnattr_setpgroup(&mut attr, 0);
@@ -355,4 +356,51 @@ pub fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
     // SAFETY: `set` and `ts` are initialised and live for the call; siginfo may be null.
     let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
     (s > 0).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_for(pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable c_int; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(libc::WIFEXITED(status), "child did not exit normally");
+        libc::WEXITSTATUS(status)
+    }
+
+    /// Regression: services inherited PID 1's blocked signals and ignored SIGTERM at shutdown.
+    /// A spawned child must start with an empty mask, default SIGPIPE, its own process group
+    /// and stdin on /dev/null, even when the parent thread blocks the handled signals.
+    #[test]
+    fn spawned_child_gets_a_clean_slate() {
+        let _fd = block_and_signalfd().expect("signalfd");
+        let env = ["FOO=bar".to_string(), "PATH=/usr/bin:/bin".to_string()];
+        let run = |argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            wait_for(spawn(&argv, &env).expect("spawn"))
+        };
+        // grep reads its own status: no shell in between (shells reset their mask).
+        let status = "/proc/self/status";
+        assert_eq!(
+            run(&["grep", "-q", "^SigBlk:[[:space:]]*0*$", status]),
+            0,
+            "blocked mask"
+        );
+        // SIGPIPE is signal 13, bit 12: the 13th of 16 hex digits must be even.
+        let pipe_dfl = "^SigIgn:[[:space:]]*[0-9a-f]\\{12\\}[02468ace]";
+        assert_eq!(run(&["grep", "-q", pipe_dfl, status]), 0, "SIGPIPE ignored");
+        let script = r#"
+            read -r pid comm state ppid pgrp rest < /proc/self/stat
+            [ "$pgrp" = "$$" ] || exit 12
+            [ "$(readlink /proc/self/fd/0)" = /dev/null ] || exit 13
+            [ "$FOO" = bar ] || exit 14
+        "#;
+        assert_eq!(run(&["sh", "-c", script]), 0);
+        // An exec failure comes back as an error, not as a child that exits 127.
+        let missing = ["/nonexistent/program".to_string()];
+        assert!(spawn(&missing, &env).is_err());
+    }
 }

@@ -1,202 +1,227 @@
-//! A build run stage by stage: load the base into the staging tree ([`base`]), install
-//! packages with the distribution's own format (detected from the tree), apply account
-//! settings ([`accounts`]), and write the ext4 image, published atomically — on any
-//! error nothing is left at the output path. Time and the cache location are parameters.
+//! The build pipeline: a validated plan run stage by stage — base tree, packages (apk or
+//! deb, picked by what the base is), account settings ([`accounts`]), ext4 image —
+//! publishing `OUT/rootfs.ext4` only when everything succeeded. Time comes in as a
+//! parameter.
 
 pub mod accounts;
-pub mod base;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
+use crate::cache::Cache;
 use crate::ext4::{self, Ext4Options};
-use crate::fetch::Fetch;
+use crate::fetch::Fetcher;
 use crate::pkg::apk;
+use crate::pkg::deb::{self, DebOptions, DebReport, Progress};
 use crate::tree::{Time, Tree};
+use crate::unpack::{self, UnpackOptions};
 
-pub use base::BaseRef;
+/// Where the base tree comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// A rootfs tarball on the host (`rootfs:FILE`).
+    RootfsTar(PathBuf),
+}
+
+impl std::str::FromStr for Base {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Base, String> {
+        match s.split_once(':') {
+            Some(("rootfs", p)) if !p.is_empty() => Ok(Base::RootfsTar(p.into())),
+            _ => Err(format!(
+                "unsupported base {s:?}: give rootfs:FILE (a rootfs tarball)"
+            )),
+        }
+    }
+}
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The base could not be loaded.
-    #[error(transparent)]
-    Base(#[from] base::BaseError),
-    /// The base's package format is not known.
-    #[error("cannot tell the base's package format (no /etc/apk, no /var/lib/dpkg): packages cannot be installed into it")]
-    UnknownDistro,
-    /// The base uses a package format this build cannot install yet.
-    #[error("the base is {0}-based; installing {0} packages is not supported by this build yet")]
-    Unsupported(&'static str),
-    /// Installing apk packages failed.
-    #[error(transparent)]
-    Apk(#[from] apk::ApkError),
-    /// The lock file is unusable.
-    #[error("{path}: {why}")]
-    Lock {
-        /// The lock file.
+    /// The base could not be read.
+    #[error("base {path}: {why}")]
+    Base {
+        /// The base.
         path: String,
-        /// Why.
+        /// What went wrong.
         why: String,
     },
-    /// Account edits failed.
+    /// Package installation (deb).
+    #[error(transparent)]
+    Deb(#[from] deb::DebError),
+    /// Package installation (apk).
+    #[error(transparent)]
+    Apk(#[from] apk::ApkError),
+    /// The apk lock file does not parse.
+    #[error(transparent)]
+    ApkLock(#[from] apk::BadLock),
+    /// Account settings.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountError),
-    /// Writing the image failed.
+    /// Packages were asked for but the base has no known package manager.
+    #[error(
+        "the base has neither /var/lib/dpkg/status nor /etc/apk: cannot install packages into it"
+    )]
+    UnknownDistro,
+    /// The image could not be written.
     #[error(transparent)]
-    Ext4(#[from] ext4::Ext4Error),
-    /// The output directory could not be created.
-    #[error("cannot create output directory {path}: {source}")]
-    OutDir {
-        /// The directory.
+    Ext4(#[from] crate::ext4::Ext4Error),
+    /// The output directory.
+    #[error("{path}: {why}")]
+    Output {
+        /// The path.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// What went wrong.
+        why: String,
     },
 }
 
-/// The package format of a base tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Distro {
-    /// Alpine and friends (`/etc/apk`).
-    Apk,
-    /// Debian and Ubuntu (`/var/lib/dpkg`).
-    Deb,
-}
-
-/// Detects the package format from the tree.
-pub fn detect(tree: &Tree) -> Option<Distro> {
-    if tree.lookup(b"/etc/apk").is_some() {
-        Some(Distro::Apk)
-    } else if tree.lookup(b"/var/lib/dpkg").is_some() {
-        Some(Distro::Deb)
-    } else {
-        None
-    }
-}
-
-/// apk-specific settings of a build.
+/// apk settings of a build (used when the base is Alpine-like).
 #[derive(Debug, Clone, Default)]
 pub struct ApkPlan {
+    /// Packages (dependency atoms) to add.
+    pub packages: Vec<String>,
     /// Repository, key and mirror overrides.
     pub overrides: apk::repo::Overrides,
-    /// `--lock FILE`: pins when it exists, written after a successful build otherwise.
-    pub lock: Option<PathBuf>,
+    /// The lock file's text, when it exists (pins the set).
+    pub lock: Option<String>,
+    /// How long a cached index is used without asking the mirror.
+    pub index_max_age: std::time::Duration,
 }
 
 /// A validated build.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The base image.
-    pub base: BaseRef,
-    /// Packages to add.
-    pub packages: Vec<String>,
-    /// apk settings.
+    /// The base.
+    pub base: Base,
+    /// Deb packages (used when the base is Debian-like).
+    pub deb: DebOptions,
+    /// apk packages (used when the base is Alpine-like).
     pub apk: ApkPlan,
     /// Root's password as a SHA-512 crypt hash.
     pub root_password_hash: Option<String>,
-    /// Output directory (`rootfs.ext4` is written in it).
+    /// Output directory; `rootfs.ext4` is written in it.
     pub out_dir: PathBuf,
-    /// `SOURCE_DATE_EPOCH`, if set.
+    /// `SOURCE_DATE_EPOCH`.
     pub epoch: Option<i64>,
-    /// The time to stamp files rootsmith writes when no epoch is set.
-    pub now: i64,
-    /// Download cache root, if any.
-    pub cache_dir: Option<PathBuf>,
 }
 
 /// What a build did.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The image.
-    pub image: PathBuf,
-    /// The image report.
-    pub ext4: ext4::Report,
-    /// The apk report, when packages were installed.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The deb stage, if it ran.
+    pub deb: Option<DebReport>,
+    /// The apk stage, if it ran.
     pub apk: Option<apk::Report>,
-    /// Seconds spent loading the base.
-    pub base_secs: f64,
-    /// Seconds spent installing packages.
+    /// Seconds spent in the package stage.
     pub install_secs: f64,
-    /// Seconds spent writing the image.
-    pub image_secs: f64,
+    /// The image written.
+    pub image: PathBuf,
+    /// Image size.
+    pub size: u64,
 }
 
-/// Installs packages into `tree` per the plan (the package stage alone; used by [`run`]
-/// and by benchmarks).
+/// Loads the base tree.
+pub fn load_base(base: &Base) -> Result<Tree, BuildError> {
+    let mut tree = Tree::new();
+    match base {
+        Base::RootfsTar(p) => {
+            let f = std::fs::File::open(p).map_err(|e| BuildError::Base {
+                path: p.display().to_string(),
+                why: format!("{e}; check the path"),
+            })?;
+            unpack::apply_tar(
+                &mut tree,
+                std::io::BufReader::new(f),
+                &UnpackOptions::default(),
+            )
+            .map_err(|e| BuildError::Base {
+                path: p.display().to_string(),
+                why: e.to_string(),
+            })?;
+        }
+    }
+    Ok(tree)
+}
+
+/// The package reports of a build.
+type Installed = (Option<DebReport>, Option<apk::Report>);
+
+/// Runs the package stage on `tree` (dispatching on the base's package manager).
 pub fn install_packages(
     tree: &mut Tree,
     plan: &Plan,
-    fetch: &dyn Fetch,
-) -> Result<Option<apk::Report>, BuildError> {
-    if plan.packages.is_empty() {
-        return Ok(None);
-    }
-    match detect(tree) {
-        Some(Distro::Apk) => {}
-        Some(Distro::Deb) => return Err(BuildError::Unsupported("deb")),
-        None => return Err(BuildError::UnknownDistro),
-    }
-    let lock_err = |p: &Path, why: String| BuildError::Lock {
-        path: p.display().to_string(),
-        why,
-    };
-    let lock = match &plan.apk.lock {
-        Some(p) if p.exists() => {
-            let text = std::fs::read_to_string(p).map_err(|e| lock_err(p, e.to_string()))?;
-            Some(apk::parse_lock(&text).map_err(|e| lock_err(p, e.to_string()))?)
+    cache: &Cache,
+    fetcher: &Fetcher,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Installed, BuildError> {
+    if tree.lookup(b"/etc/apk").is_some() {
+        if plan.apk.packages.is_empty() && plan.apk.lock.is_none() {
+            return Ok((None, None));
         }
-        _ => None,
-    };
-    let opts = apk::Options {
-        packages: plan.packages.clone(),
-        overrides: plan.apk.overrides.clone(),
-        lock: lock.clone(),
-        cache: plan.cache_dir.as_deref().map(apk::cache::Cache::new),
-        index_max_age: Duration::from_secs(4 * 3600),
-        epoch: Time::secs(plan.epoch.unwrap_or(plan.now)),
-    };
-    let report = apk::install(tree, &opts, fetch)?;
-    Ok(Some(report))
+        let lock = plan.apk.lock.as_deref().map(apk::parse_lock).transpose()?;
+        let opts = apk::Options {
+            packages: plan.apk.packages.clone(),
+            overrides: plan.apk.overrides.clone(),
+            lock,
+            cache: Some(apk::cache::Cache::new(cache.root())),
+            index_max_age: plan.apk.index_max_age,
+            epoch: Time::secs(plan.epoch.unwrap_or(plan.deb.now)),
+        };
+        return Ok((None, Some(apk::install(tree, &opts, fetcher)?)));
+    }
+    if plan.deb.packages.is_empty() && plan.deb.lock.is_none() {
+        return Ok((None, None));
+    }
+    if tree.lookup(b"/var/lib/dpkg/status").is_some() {
+        return Ok((
+            Some(deb::run(tree, &plan.deb, cache, fetcher, progress)?),
+            None,
+        ));
+    }
+    Err(BuildError::UnknownDistro)
 }
 
 /// Runs the whole build.
-pub fn run(plan: &Plan, fetch: &dyn Fetch) -> Result<Outcome, BuildError> {
-    let t0 = Instant::now();
-    let mut tree = base::load(&plan.base)?;
-    let base_secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let report = install_packages(&mut tree, plan, fetch)?;
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    fetcher: &Fetcher,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Report, BuildError> {
+    let mut tree = load_base(&plan.base)?;
+    let t = std::time::Instant::now();
+    let (deb, apk) = install_packages(&mut tree, plan, cache, fetcher, progress)?;
     if let Some(h) = &plan.root_password_hash {
-        accounts::set_root_password_hash(&mut tree, h, Time::secs(plan.epoch.unwrap_or(plan.now)))?;
+        accounts::set_root_password_hash(
+            &mut tree,
+            h,
+            Time::secs(plan.epoch.unwrap_or(plan.deb.now)),
+        )?;
     }
-    let install_secs = t1.elapsed().as_secs_f64();
-    let t2 = Instant::now();
-    std::fs::create_dir_all(&plan.out_dir).map_err(|source| BuildError::OutDir {
+    let install_secs = t.elapsed().as_secs_f64();
+    let created = !plan.out_dir.exists();
+    std::fs::create_dir_all(&plan.out_dir).map_err(|e| BuildError::Output {
         path: plan.out_dir.display().to_string(),
-        source,
+        why: e.to_string(),
     })?;
     let image = plan.out_dir.join("rootfs.ext4");
     let opts = Ext4Options {
         epoch: plan.epoch,
         ..Ext4Options::default()
     };
-    let ext4 = ext4::write_image(&tree, &image, &opts, &mut |_, _| {})?;
-    let image_secs = t2.elapsed().as_secs_f64();
-    if let (Some(path), Some(r)) = (&plan.apk.lock, &report) {
-        if !path.exists() {
-            std::fs::write(path, r.lock_text()).map_err(|e| BuildError::Lock {
-                path: path.display().to_string(),
-                why: format!("cannot write: {e}"),
-            })?;
+    match ext4::write_image(&tree, &image, &opts, &mut |_, _| {}) {
+        Ok(r) => Ok(Report {
+            deb,
+            apk,
+            install_secs,
+            image,
+            size: r.size,
+        }),
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(&plan.out_dir);
+            }
+            Err(e.into())
         }
     }
-    Ok(Outcome {
-        image,
-        ext4,
-        apk: report,
-        base_secs,
-        install_secs,
-        image_secs,
-    })
 }

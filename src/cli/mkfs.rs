@@ -18,7 +18,7 @@ use crate::unpack::{self, UnpackOptions};
 #[command(
     after_help = "Examples:\n  rootsmith mkfs --from-tar alpine-minirootfs.tar.gz rootfs.ext4\n  rootsmith mkfs --from-dir ./rootfs --owner 0:0 --size 1G rootfs.ext4\n  SOURCE_DATE_EPOCH=1700000000 rootsmith mkfs --from-tar rootfs.tar.xz --json rootfs.ext4\n\nThe image is written to a temporary file beside OUT and renamed when complete; on any\nerror nothing is left at OUT. Same input and SOURCE_DATE_EPOCH give the same bytes."
 )]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["from_tar", "from_dir"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_tar", "from_dir", "from_image"])))]
 pub struct MkfsArgs {
     /// A rootfs tarball: plain, gzip, zstd, xz or bzip2 (detected), or `-` for stdin.
     #[arg(long, value_name = "FILE")]
@@ -26,6 +26,12 @@ pub struct MkfsArgs {
     /// A host directory; ownership as on disk unless --owner is given.
     #[arg(long, value_name = "DIR")]
     from_dir: Option<PathBuf>,
+    /// A container image: REF (registry, pulled into the cache), oci:DIR[:TAG],
+    /// docker-archive:FILE or rootfs:FILE; its layers are applied in order.
+    #[arg(long, value_name = "REF")]
+    from_image: Option<String>,
+    #[command(flatten)]
+    image: super::image::ImageArgs,
     /// The image to write.
     #[arg(value_name = "OUT.ext4")]
     out: PathBuf,
@@ -90,7 +96,10 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     });
     let mut tree = Tree::new();
-    let opts = UnpackOptions { owner: args.owner };
+    let opts = UnpackOptions {
+        owner: args.owner,
+        ..UnpackOptions::default()
+    };
     let (source, stats) = if let Some(path) = &args.from_tar {
         let stats = if path.as_os_str() == "-" {
             let bar = super::progress::bytes_bar(0, "reading", args.quiet);
@@ -116,6 +125,18 @@ pub fn run(args: MkfsArgs) -> anyhow::Result<()> {
         }
         .with_context(|| format!("{} is not a usable rootfs tarball", path.display()))?;
         (path.display().to_string(), stats)
+    } else if let Some(reference) = &args.from_image {
+        let show = if args.quiet || args.json {
+            super::image::Show::Quiet
+        } else {
+            super::image::Show::new(false, false)
+        };
+        let src = super::image::open_image(reference, &args.image, show)?;
+        let stats = super::image::unpack_image(src.as_ref(), &mut tree, &opts, show)?;
+        (
+            format!("{}@{}", src.image().name, src.image().digest),
+            stats,
+        )
     } else {
         let dir = args.from_dir.as_ref().expect("clap requires a source");
         let stats = unpack::dir::apply_dir(&mut tree, dir, &opts)

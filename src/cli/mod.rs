@@ -2,8 +2,11 @@
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
 pub mod build;
+pub mod export;
+pub mod image;
 pub mod mkfs;
 pub mod progress;
+pub mod pull;
 
 use clap::{Parser, Subcommand};
 
@@ -17,18 +20,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image: a base, packages installed into it, an ext4 image in --out.
+    Build(Box<build::BuildArgs>),
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
-    /// Build an image: base → packages → ext4 (OUT/rootfs.ext4).
-    Build(build::BuildArgs),
+    /// Pull an image into the verified blob cache and print its manifest digest.
+    Pull(pull::PullArgs),
+    /// Flatten an image's layers into one rootfs tar (like crane export).
+    Export(export::ExportArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Build(args) => build::run(*args),
         Command::Mkfs(args) => mkfs::run(args),
-        Command::Build(args) => build::run(args),
+        Command::Pull(args) => pull::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

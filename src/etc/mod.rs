@@ -1,14 +1,15 @@
-//! `/etc` text formats, parsed and edited in place so every line rootsmith does not touch
-//! stays byte for byte as it was: the account databases ([`passwd`], [`group`],
-//! [`shadow`]) and apk's repository list ([`apk_repositories`]). Pure text in, text out;
-//! nothing here knows about the tree.
+//! Parsers and line-preserving editors for `/etc` text formats. Pure text in, text out:
+//! nothing here touches the tree or the host. Account databases ([`passwd`], [`group`],
+//! [`shadow`]), apt sources ([`apt_sources`]) and apk's repository list
+//! ([`apk_repositories`]).
 
 pub mod apk_repositories;
+pub mod apt_sources;
 pub mod group;
 pub mod passwd;
 pub mod shadow;
 
-/// Splits `text` into lines keeping a missing final newline in mind.
+/// Splits `text` into lines.
 pub(crate) fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }

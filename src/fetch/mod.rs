@@ -1,143 +1,170 @@
-//! HTTP for package mirrors: blocking GETs with bounded retries and a size cap, behind a
-//! one-method trait so tests (and a future async client) can stand in. Plain `http://`
-//! only for now; the caller verifies what it gets (signatures, checksums) — nothing read
-//! here is trusted.
+//! Blocking HTTP (plain `http://`) and `file:` downloads for package mirrors: a few retries
+//! on transient failures, a size cap, and reads verified against an expected SHA-256.
 
 use std::time::Duration;
+
+use crate::digest::Digest;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The server answered with an error status.
-    #[error("GET {url}: HTTP {status}")]
-    Status {
+    /// The server answered 404/410.
+    #[error("{url}: not found (http {status})")]
+    NotFound {
         /// The URL.
         url: String,
-        /// The status code.
+        /// The status.
         status: u16,
     },
-    /// The connection or transfer failed (after retries).
-    #[error("GET {url}: {why} (after {attempts} attempts)")]
-    Transport {
+    /// Any other failure after the retries.
+    #[error("{url}: {why}")]
+    Failed {
         /// The URL.
         url: String,
         /// What went wrong.
         why: String,
-        /// How many tries.
-        attempts: u32,
     },
-    /// The body is larger than allowed.
-    #[error("GET {url}: response larger than {limit} bytes")]
-    TooLarge {
+    /// The bytes do not match the expected digest or size.
+    #[error("{url}: sha256 {got} (size {size}) does not match the signed index's {want}; the mirror's copy is corrupt or was tampered with")]
+    Mismatch {
         /// The URL.
         url: String,
-        /// The cap.
-        limit: u64,
+        /// Got.
+        got: Digest,
+        /// Size got.
+        size: u64,
+        /// Wanted.
+        want: Digest,
     },
-    /// A scheme this client does not speak.
-    #[error("GET {0}: only http:// URLs are supported by this build; use --apk-mirror http://... or a local mirror")]
+    /// A scheme this build cannot fetch.
+    #[error("{0}: unsupported URI scheme; use an http:// mirror (pass --apt-mirror http://...) or file:")]
     Scheme(String),
 }
 
-/// Something that can GET a URL into memory.
-pub trait Fetch {
-    /// The body of `url`, at most `limit` bytes.
-    fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError>;
-}
-
-/// A blocking HTTP client with retries.
-pub struct HttpClient {
+/// An HTTP client for mirrors.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
     agent: ureq::Agent,
-    attempts: u32,
+    /// Largest body accepted.
+    pub max_bytes: u64,
+    /// Attempts per URL (≥ 1).
+    pub attempts: u32,
 }
 
-impl Default for HttpClient {
+impl Default for Fetcher {
     fn default() -> Self {
-        HttpClient::new(Duration::from_secs(600), 3)
-    }
-}
-
-impl HttpClient {
-    /// A client with a per-request `timeout` and `attempts` tries for transient failures.
-    pub fn new(timeout: Duration, attempts: u32) -> HttpClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(Duration::from_secs(30)))
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(300)))
+            .timeout_connect(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
             .build()
-            .into();
-        HttpClient {
+            .new_agent();
+        Fetcher {
             agent,
-            attempts: attempts.max(1),
+            max_bytes: 1 << 30,
+            attempts: 3,
         }
-    }
-
-    fn once(&self, url: &str, limit: u64) -> Result<Vec<u8>, (bool, FetchError)> {
-        let transport = |why: String| FetchError::Transport {
-            url: url.to_string(),
-            why,
-            attempts: 1,
-        };
-        let mut resp = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| (true, transport(e.to_string())))?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let retry = status >= 500 || status == 429;
-            return Err((
-                retry,
-                FetchError::Status {
-                    url: url.to_string(),
-                    status,
-                },
-            ));
-        }
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(limit.saturating_add(1))
-            .read_to_vec()
-            .map_err(|e| (true, transport(e.to_string())))?;
-        if body.len() as u64 > limit {
-            return Err((
-                false,
-                FetchError::TooLarge {
-                    url: url.to_string(),
-                    limit,
-                },
-            ));
-        }
-        Ok(body)
     }
 }
 
-impl Fetch for HttpClient {
-    fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-        if !url.starts_with("http://") {
-            return Err(FetchError::Scheme(url.to_string()));
+impl Fetcher {
+    /// Downloads `url` whole.
+    pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        if let Some(path) = url.strip_prefix("file:") {
+            let path = path.trim_start_matches("//");
+            return match std::fs::read(path) {
+                Ok(b) => Ok(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::NotFound {
+                    url: url.into(),
+                    status: 404,
+                }),
+                Err(e) => Err(FetchError::Failed {
+                    url: url.into(),
+                    why: e.to_string(),
+                }),
+            };
         }
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.once(url, limit) {
-                Ok(b) => return Ok(b),
-                Err((true, e)) if attempt < self.attempts => {
-                    let _ = e;
-                    std::thread::sleep(delay);
-                    delay *= 2;
+        if !url.starts_with("http://") {
+            return Err(FetchError::Scheme(url.into()));
+        }
+        let mut last = String::new();
+        for attempt in 0..self.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+            }
+            match self.agent.get(url).call() {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    if status == 404 || status == 410 {
+                        return Err(FetchError::NotFound {
+                            url: url.into(),
+                            status,
+                        });
+                    }
+                    if !(200..300).contains(&status) {
+                        last = format!("http status {status}");
+                        if status < 500 && status != 429 {
+                            break;
+                        }
+                        continue;
+                    }
+                    match resp
+                        .body_mut()
+                        .with_config()
+                        .limit(self.max_bytes)
+                        .read_to_vec()
+                    {
+                        Ok(b) => return Ok(b),
+                        Err(e) => last = e.to_string(),
+                    }
                 }
-                Err((_, FetchError::Transport { url, why, .. })) => {
-                    return Err(FetchError::Transport {
-                        url,
-                        why,
-                        attempts: attempt,
-                    })
-                }
-                Err((_, e)) => return Err(e),
+                Err(e) => last = e.to_string(),
             }
         }
+        Err(FetchError::Failed {
+            url: url.into(),
+            why: last,
+        })
+    }
+
+    /// Downloads `url` and checks it against `want` (and `size` when known).
+    pub fn get_verified(
+        &self,
+        url: &str,
+        want: &Digest,
+        size: Option<u64>,
+    ) -> Result<Vec<u8>, FetchError> {
+        let b = self.get(url)?;
+        verify(url, &b, want, size)?;
+        Ok(b)
+    }
+}
+
+/// Checks `bytes` against `want` and `size`.
+pub fn verify(url: &str, bytes: &[u8], want: &Digest, size: Option<u64>) -> Result<(), FetchError> {
+    let got = Digest::of(bytes);
+    if &got != want || size.is_some_and(|s| s != bytes.len() as u64) {
+        return Err(FetchError::Mismatch {
+            url: url.into(),
+            got,
+            size: bytes.len() as u64,
+            want: *want,
+        });
+    }
+    Ok(())
+}
+
+/// Something that can GET a URL into memory (the apk installer takes this, so tests and
+/// other clients can stand in).
+pub trait Fetch {
+    /// The body of `url`, at most `limit` bytes.
+    fn get_limited(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError>;
+}
+
+impl Fetch for Fetcher {
+    fn get_limited(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut f = self.clone();
+        f.max_bytes = limit.min(self.max_bytes);
+        f.get(url)
     }
 }

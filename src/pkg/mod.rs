@@ -1,4 +1,5 @@
-//! Distribution packages installed into the staging tree without a package manager, a
-//! chroot or root: [`apk`] for Alpine.
+//! Distribution packages installed into the staging tree without running anything from
+//! them: [`apk`] for Alpine, [`deb`] for Debian and Ubuntu.
 
 pub mod apk;
+pub mod deb;

@@ -15,6 +15,9 @@ use super::pax::PaxFields;
 pub struct UnpackOptions {
     /// Map every entry to this owner (`--owner 0:0`).
     pub owner: Option<(u32, u32)>,
+    /// Apply OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) against what lower layers put in
+    /// the tree, instead of storing them as files (see [`super::whiteout`]).
+    pub whiteouts: bool,
 }
 
 /// What was applied.
@@ -130,6 +133,7 @@ pub fn apply_plain_tar(
     };
     let mut stats = UnpackStats::default();
     let mut last = PathBytes(Vec::new());
+    let mut layer = opts.whiteouts.then(super::whiteout::LayerState::default);
     {
         let mut archive = ::tar::Archive::new(&mut tracked);
         let stream_err =
@@ -150,7 +154,7 @@ pub fn apply_plain_tar(
             let mut entry =
                 entry.map_err(|e| stream_err("corrupt or truncated archive", &stats, &last, e))?;
             let path = PathBytes(entry.path_bytes().into_owned());
-            let stored = apply_entry(tree, &mut entry, opts).map_err(|source| {
+            let stored = apply_entry(tree, &mut entry, opts, layer.as_mut()).map_err(|source| {
                 // A read error inside an entry is a broken stream more often than a bad entry;
                 // either way the entry is named.
                 UnpackError::Entry {
@@ -196,6 +200,7 @@ pub fn apply_entry<R: Read>(
     tree: &mut Tree,
     entry: &mut ::tar::Entry<'_, R>,
     opts: &UnpackOptions,
+    layer: Option<&mut super::whiteout::LayerState>,
 ) -> Result<u64, EntryError> {
     use ::tar::EntryType as T;
     let etype = entry.header().entry_type();
@@ -218,6 +223,15 @@ pub fn apply_entry<R: Read>(
     }
     let raw_path = entry.path_bytes().into_owned();
     let names = normalize(&raw_path).ok_or(EntryError::Traversal)?;
+    if let Some(state) = &layer {
+        if names
+            .last()
+            .is_some_and(|n| n.starts_with(super::whiteout::PREFIX))
+        {
+            super::whiteout::apply(tree, state, &names)?;
+            return Ok(0);
+        }
+    }
     let meta = entry_meta(entry.header(), &pax, opts)?;
     let parent_meta = Meta::new(0o755, meta.mtime);
     let kind = match etype {
@@ -247,7 +261,11 @@ pub fn apply_entry<R: Read>(
                 .link_name_bytes()
                 .ok_or_else(|| EntryError::Header("hard link without a target".into()))?
                 .into_owned();
-            return link_entry(tree, &names, &target).map(|()| 0);
+            link_entry(tree, &names, &target)?;
+            if let Some(state) = layer {
+                state.record(tree, &names)?;
+            }
+            return Ok(0);
         }
         T::Char | T::Block => {
             let major = entry
@@ -275,6 +293,9 @@ pub fn apply_entry<R: Read>(
     };
     let path = crate::tree::path::join(&names);
     tree.insert(&path, Inode::new(kind, meta), &parent_meta, Follow::Strict)?;
+    if let Some(state) = layer {
+        state.record(tree, &names)?;
+    }
     Ok(stored)
 }
 

@@ -513,7 +513,7 @@ fn apk_install_resolves_verifies_and_records() {
 
     // The library path, checked on the tree (no root needed).
     let mut tree =
-        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+        rootsmith::build::load_base(&rootsmith::build::Base::RootfsTar(common::fixture(BASE)))
             .unwrap();
     let opts = apk::Options {
         packages: WORLD.iter().map(|s| s.to_string()).collect(),
@@ -535,7 +535,7 @@ fn apk_install_resolves_verifies_and_records() {
         index_max_age: std::time::Duration::from_secs(60),
         epoch: rootsmith::tree::Time::secs(1_700_000_000),
     };
-    let report = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    let report = apk::install(&mut tree, &opts, &rootsmith::fetch::Fetcher::default()).unwrap();
     assert_eq!(report.added.len(), EXPECTED.len());
     check_installed(&|p| stat_tree(&tree, p));
 
@@ -617,7 +617,7 @@ fn apk_unresolvable_requests_fail_cleanly() {
 
 fn minirootfs_keys(base: &str) -> Keyring {
     let tree =
-        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(base)))
+        rootsmith::build::load_base(&rootsmith::build::Base::RootfsTar(common::fixture(base)))
             .unwrap();
     let mut t = tree;
     t.write_file(
@@ -711,7 +711,7 @@ fn apk_real_alpine_index_and_package_verify_with_the_images_keys() {
 fn apk_base_package_upgrade_replaces_files_and_record() {
     let r = repo();
     let mut tree =
-        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+        rootsmith::build::load_base(&rootsmith::build::Base::RootfsTar(common::fixture(BASE)))
             .unwrap();
     let opts = apk::Options {
         packages: vec!["needs-new-zlib".into()],
@@ -728,7 +728,7 @@ fn apk_base_package_upgrade_replaces_files_and_record() {
         index_max_age: std::time::Duration::from_secs(60),
         epoch: rootsmith::tree::Time::secs(0),
     };
-    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::Fetcher::default()).unwrap();
     assert_eq!(rep.upgraded, ["zlib 1.3.1-r1 → 1.3.1-r2"]);
     assert_eq!(
         tree.read_file(b"/lib/libz.so.1.3.1").unwrap(),
@@ -754,7 +754,7 @@ fn apk_mirror_replaces_the_image_host() {
     let tmp = tempfile::tempdir().unwrap();
     let r = repo();
     let mut tree =
-        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+        rootsmith::build::load_base(&rootsmith::build::Base::RootfsTar(common::fixture(BASE)))
             .unwrap();
     tree.write_file(
         b"/etc/apk/repositories",
@@ -777,7 +777,7 @@ fn apk_mirror_replaces_the_image_host() {
         index_max_age: std::time::Duration::from_secs(60),
         epoch: rootsmith::tree::Time::secs(0),
     };
-    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::Fetcher::default()).unwrap();
     assert_eq!(rep.added.len(), 1);
     let _ = &r.out;
 }
@@ -879,7 +879,7 @@ fn apk_stale_cached_index_is_refreshed() {
         )
     };
     let mut tree =
-        rootsmith::build::base::load(&rootsmith::build::BaseRef::RootfsTar(common::fixture(BASE)))
+        rootsmith::build::load_base(&rootsmith::build::Base::RootfsTar(common::fixture(BASE)))
             .unwrap();
     let opts = apk::Options {
         packages: vec!["hello".into()],
@@ -893,7 +893,7 @@ fn apk_stale_cached_index_is_refreshed() {
         index_max_age: std::time::Duration::from_secs(3600),
         epoch: rootsmith::tree::Time::secs(0),
     };
-    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::HttpClient::default()).unwrap();
+    let rep = apk::install(&mut tree, &opts, &rootsmith::fetch::Fetcher::default()).unwrap();
     assert!(rep.refreshed_indexes);
     assert_eq!(rep.added[0].version, "1.1-r0");
 }

@@ -567,6 +567,16 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     let Some(inp) = inputs(work.path()) else {
         return;
     };
+    let image = fs::read(&inp.init).expect("read the init binary");
+    assert!(
+        image.len() <= 1 << 20,
+        "init is {} bytes, over 1 MiB",
+        image.len()
+    );
+    assert!(
+        is_static_elf(&image),
+        "init has PT_INTERP: not statically linked"
+    );
     let key_b64 = base64(TEST_KEY.as_bytes());
     let boot_limit = Duration::from_secs(if in_ci() { 180 } else { 120 });
 
@@ -741,6 +751,31 @@ fn init_boots_serves_and_shuts_down_cleanly() {
     );
 }
 
+/// An ELF64 executable without an interpreter (PT_INTERP): it runs with no loader and no
+/// shared library. (`cargo build-init` makes it non-PIE; a static-pie build, e.g. when
+/// RUSTFLAGS overrides the alias's target rustflags, has PT_DYNAMIC and passes too.)
+fn is_static_elf(b: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|x| u64::from_le_bytes(x.try_into().expect("8 bytes")) as usize)
+    };
+    if b.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum).all(|i| {
+        let ty = b.get(phoff + i * phentsize..phoff + i * phentsize + 4);
+        !matches!(ty, Some([3, 0, 0, 0]) | None)
+    })
+}
+
 fn flaky_runs(state: &str) -> u32 {
     section(state, "flaky")
         .trim()
@@ -767,4 +802,12 @@ fn base64(b: &[u8]) -> String {
         }
     }
     s
+}
+
+/// The static check itself: a dynamically linked host program is caught.
+#[test]
+fn static_elf_check_sees_a_dynamic_program() {
+    let ls = fs::read("/bin/ls").expect("/bin/ls exists");
+    assert!(!is_static_elf(&ls));
+    assert!(!is_static_elf(b"not an elf"));
 }

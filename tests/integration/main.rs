@@ -3,5 +3,8 @@
 
 mod apk;
 mod common;
+mod deb;
+mod init_boot;
 mod mkfs;
 mod mkfs_prop;
+mod oci;

@@ -172,7 +172,8 @@ pub fn extract(
                 .is_some_and(|id| tree.inode(id).is_dir());
             let mut acl = header_acl();
             if !kept_symlink {
-                crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+                crate::unpack::archive::apply_entry(tree, &mut entry, &opts, None)
+                    .map_err(entry_err)?;
                 ids.apply(tree, &abs, &uname, &gname);
                 if let Some(id) = tree.lookup_nofollow(abs.as_bytes()) {
                     let m = &tree.inode(id).meta;
@@ -201,7 +202,7 @@ pub fn extract(
                 });
             }
         }
-        crate::unpack::archive::apply_entry(tree, &mut entry, &opts).map_err(entry_err)?;
+        crate::unpack::archive::apply_entry(tree, &mut entry, &opts, None).map_err(entry_err)?;
         ids.apply(tree, &abs, &uname, &gname);
         let id = tree
             .lookup_nofollow(abs.as_bytes())

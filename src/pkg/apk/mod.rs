@@ -301,7 +301,7 @@ pub fn install(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Rep
         // A package the cached index names is gone from the mirror: the index is stale.
         // Nothing in the tree has changed yet (downloads come first), so start over with
         // fresh indexes.
-        Err(ApkError::Fetch(FetchError::Status { status: 404, .. }))
+        Err(ApkError::Fetch(FetchError::NotFound { .. }))
             if opts.cache.is_some() && opts.index_max_age > Duration::ZERO =>
         {
             let mut fresh = opts.clone();
@@ -422,7 +422,7 @@ fn install_once(tree: &mut Tree, opts: &Options, fetch: &dyn Fetch) -> Result<Re
             Some(d) => d,
             None => {
                 let limit = pkg.size.max(1).saturating_mul(2).max(64 << 20);
-                let d = fetch.get(&url, limit).map_err(ApkError::Fetch)?;
+                let d = fetch.get_limited(&url, limit).map_err(ApkError::Fetch)?;
                 report.requests += 1;
                 verify(&d)?;
                 if let (Some(cache), Some(id)) = (&opts.cache, pkg.identity) {

@@ -156,7 +156,9 @@ pub fn load_index(
             return Ok((p, false));
         }
     }
-    let data = fetch.get(&url, MAX_INDEX).map_err(ApkError::Fetch)?;
+    let data = fetch
+        .get_limited(&url, MAX_INDEX)
+        .map_err(ApkError::Fetch)?;
     let pkgs = read_index(&data, &cfg.keys, &url)?;
     if let Some(c) = cache {
         c.put_index(&url, &data)
