@@ -1,14 +1,18 @@
-//! The build pipeline: a validated plan run stage by stage — base tree, packages (deb, picked
-//! by what the base is), ext4 image — publishing `OUT/rootfs.ext4` only when everything
-//! succeeded. Time comes in as a parameter.
+//! The build pipeline: a validated plan run stage by stage — base tree, packages (apk or
+//! deb, picked by what the base is), account settings ([`accounts`]), ext4 image —
+//! publishing `OUT/rootfs.ext4` only when everything succeeded. Time comes in as a
+//! parameter.
+
+pub mod accounts;
 
 use std::path::PathBuf;
 
 use crate::cache::Cache;
 use crate::ext4::{self, Ext4Options};
 use crate::fetch::Fetcher;
+use crate::pkg::apk;
 use crate::pkg::deb::{self, DebOptions, DebReport, Progress};
-use crate::tree::Tree;
+use crate::tree::{Time, Tree};
 use crate::unpack::{self, UnpackOptions};
 
 /// Where the base tree comes from.
@@ -41,9 +45,18 @@ pub enum BuildError {
         /// What went wrong.
         why: String,
     },
-    /// Package installation.
+    /// Package installation (deb).
     #[error(transparent)]
     Deb(#[from] deb::DebError),
+    /// Package installation (apk).
+    #[error(transparent)]
+    Apk(#[from] apk::ApkError),
+    /// The apk lock file does not parse.
+    #[error(transparent)]
+    ApkLock(#[from] apk::BadLock),
+    /// Account settings.
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
     /// Packages were asked for but the base has no known package manager.
     #[error(
         "the base has neither /var/lib/dpkg/status nor /etc/apk: cannot install packages into it"
@@ -62,6 +75,19 @@ pub enum BuildError {
     },
 }
 
+/// apk settings of a build (used when the base is Alpine-like).
+#[derive(Debug, Clone, Default)]
+pub struct ApkPlan {
+    /// Packages (dependency atoms) to add.
+    pub packages: Vec<String>,
+    /// Repository, key and mirror overrides.
+    pub overrides: apk::repo::Overrides,
+    /// The lock file's text, when it exists (pins the set).
+    pub lock: Option<String>,
+    /// How long a cached index is used without asking the mirror.
+    pub index_max_age: std::time::Duration,
+}
+
 /// A validated build.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -69,6 +95,10 @@ pub struct Plan {
     pub base: Base,
     /// Deb packages (used when the base is Debian-like).
     pub deb: DebOptions,
+    /// apk packages (used when the base is Alpine-like).
+    pub apk: ApkPlan,
+    /// Root's password as a SHA-512 crypt hash.
+    pub root_password_hash: Option<String>,
     /// Output directory; `rootfs.ext4` is written in it.
     pub out_dir: PathBuf,
     /// `SOURCE_DATE_EPOCH`.
@@ -80,6 +110,10 @@ pub struct Plan {
 pub struct Report {
     /// The deb stage, if it ran.
     pub deb: Option<DebReport>,
+    /// The apk stage, if it ran.
+    pub apk: Option<apk::Report>,
+    /// Seconds spent in the package stage.
+    pub install_secs: f64,
     /// The image written.
     pub image: PathBuf,
     /// Image size.
@@ -109,6 +143,9 @@ pub fn load_base(base: &Base) -> Result<Tree, BuildError> {
     Ok(tree)
 }
 
+/// The package reports of a build.
+type Installed = (Option<DebReport>, Option<apk::Report>);
+
 /// Runs the package stage on `tree` (dispatching on the base's package manager).
 pub fn install_packages(
     tree: &mut Tree,
@@ -116,12 +153,30 @@ pub fn install_packages(
     cache: &Cache,
     fetcher: &Fetcher,
     progress: &(dyn Fn(Progress<'_>) + Sync),
-) -> Result<Option<DebReport>, BuildError> {
+) -> Result<Installed, BuildError> {
+    if tree.lookup(b"/etc/apk").is_some() {
+        if plan.apk.packages.is_empty() && plan.apk.lock.is_none() {
+            return Ok((None, None));
+        }
+        let lock = plan.apk.lock.as_deref().map(apk::parse_lock).transpose()?;
+        let opts = apk::Options {
+            packages: plan.apk.packages.clone(),
+            overrides: plan.apk.overrides.clone(),
+            lock,
+            cache: Some(apk::cache::Cache::new(cache.root())),
+            index_max_age: plan.apk.index_max_age,
+            epoch: Time::secs(plan.epoch.unwrap_or(plan.deb.now)),
+        };
+        return Ok((None, Some(apk::install(tree, &opts, fetcher)?)));
+    }
     if plan.deb.packages.is_empty() && plan.deb.lock.is_none() {
-        return Ok(None);
+        return Ok((None, None));
     }
     if tree.lookup(b"/var/lib/dpkg/status").is_some() {
-        return Ok(Some(deb::run(tree, &plan.deb, cache, fetcher, progress)?));
+        return Ok((
+            Some(deb::run(tree, &plan.deb, cache, fetcher, progress)?),
+            None,
+        ));
     }
     Err(BuildError::UnknownDistro)
 }
@@ -134,7 +189,16 @@ pub fn run(
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Report, BuildError> {
     let mut tree = load_base(&plan.base)?;
-    let deb = install_packages(&mut tree, plan, cache, fetcher, progress)?;
+    let t = std::time::Instant::now();
+    let (deb, apk) = install_packages(&mut tree, plan, cache, fetcher, progress)?;
+    if let Some(h) = &plan.root_password_hash {
+        accounts::set_root_password_hash(
+            &mut tree,
+            h,
+            Time::secs(plan.epoch.unwrap_or(plan.deb.now)),
+        )?;
+    }
+    let install_secs = t.elapsed().as_secs_f64();
     let created = !plan.out_dir.exists();
     std::fs::create_dir_all(&plan.out_dir).map_err(|e| BuildError::Output {
         path: plan.out_dir.display().to_string(),
@@ -148,6 +212,8 @@ pub fn run(
     match ext4::write_image(&tree, &image, &opts, &mut |_, _| {}) {
         Ok(r) => Ok(Report {
             deb,
+            apk,
+            install_secs,
             image,
             size: r.size,
         }),

@@ -1,5 +1,6 @@
 //! `rootsmith build`: base → packages → ext4, writing `OUT/rootfs.ext4`. Deb-specific flags
-//! live in [`DebArgs`].
+//! live in [`DebArgs`], apk-specific ones in [`ApkArgs`]; the package format is detected
+//! from the base.
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -7,10 +8,26 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 
-use crate::build::{self, Base, Plan};
+use crate::build::{self, ApkPlan, Base, Plan};
 use crate::cache::Cache;
 use crate::fetch::Fetcher;
+use crate::pkg::apk::repo::Overrides;
 use crate::pkg::deb::{DebOptions, Progress};
+
+/// Flags for Alpine bases.
+#[derive(Debug, Args)]
+pub struct ApkArgs {
+    /// Use this repository instead of the image's /etc/apk/repositories (repeatable;
+    /// `@tag URL` for a tagged one).
+    #[arg(long = "apk-repository", value_name = "URL")]
+    apk_repositories: Vec<String>,
+    /// Trust this public key in addition to the image's /etc/apk/keys (repeatable).
+    #[arg(long = "apk-key", value_name = "FILE")]
+    apk_keys: Vec<PathBuf>,
+    /// Replace scheme and host of every apk repository with this mirror (http://host[:port]).
+    #[arg(long = "apk-mirror", value_name = "URL")]
+    apk_mirror: Option<String>,
+}
 
 /// Flags for Debian/Ubuntu bases.
 #[derive(Debug, Args)]
@@ -65,8 +82,13 @@ pub struct BuildArgs {
     /// No summary.
     #[arg(short, long)]
     quiet: bool,
+    /// Set root's password from a SHA-512 crypt hash (`openssl passwd -6`).
+    #[arg(long, value_name = "HASH")]
+    root_password_hash: Option<String>,
     #[command(flatten)]
     deb: DebArgs,
+    #[command(flatten)]
+    apk: ApkArgs,
 }
 
 /// Runs `rootsmith build`.
@@ -94,8 +116,29 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             })?
         }
     };
+    let mut apk_keys = Vec::new();
+    for k in &args.apk.apk_keys {
+        let pem = std::fs::read(k)
+            .with_context(|| format!("--apk-key {}: cannot read the file", k.display()))?;
+        let name = k
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| format!("--apk-key {}: not a file name", k.display()))?;
+        apk_keys.push((name, pem));
+    }
     let plan = Plan {
         base: args.base.clone(),
+        apk: ApkPlan {
+            packages: args.packages.clone(),
+            overrides: Overrides {
+                repositories: args.apk.apk_repositories.clone(),
+                keys: apk_keys,
+                mirror: args.apk.apk_mirror.clone(),
+            },
+            lock: lock.clone(),
+            index_max_age: std::time::Duration::from_secs(4 * 3600),
+        },
+        root_password_hash: args.root_password_hash.clone(),
         deb: DebOptions {
             packages: args.packages.clone(),
             extra_sources: args.deb.apt_source.clone(),
@@ -138,13 +181,44 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         std::fs::write(p, &d.lock)
             .with_context(|| format!("cannot write lock file {}", p.display()))?;
     }
+    if let (Some(p), None, Some(a)) = (&args.deb.lock, &lock, &report.apk) {
+        std::fs::write(p, a.lock_text())
+            .with_context(|| format!("cannot write lock file {}", p.display()))?;
+    }
     if let Some(d) = &report.deb {
         for w in &d.warnings {
             eprintln!("rootsmith: warning: {w}");
         }
     }
+    if let Some(a) = &report.apk {
+        if !args.quiet && !a.scripts_not_run.is_empty() {
+            eprintln!(
+                "rootsmith: warning: {} package script(s) stored but not run: {}",
+                a.scripts_not_run.len(),
+                a.scripts_not_run.join(", ")
+            );
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
-    if args.json {
+    if let (true, Some(a)) = (args.json, &report.apk) {
+        let added: Vec<_> = a
+            .added
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "version": p.version, "identity": p.identity.to_string()}))
+            .collect();
+        let v = serde_json::json!({
+            "output": report.image.display().to_string(),
+            "size": report.size,
+            "packages": added,
+            "requests": a.requests,
+            "upgraded": a.upgraded,
+            "accounts": a.accounts,
+            "scripts_not_run": a.scripts_not_run,
+            "install_seconds": report.install_secs,
+            "seconds": secs,
+        });
+        println!("{v}");
+    } else if args.json {
         let v = serde_json::json!({
             "output": report.image.display().to_string(),
             "size": report.size,
@@ -157,6 +231,14 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         });
         println!("{v}");
     } else if !args.quiet {
+        if let Some(a) = &report.apk {
+            eprintln!(
+                "installed {} apk package(s) (install {:.2}s, {} request(s))",
+                a.added.len(),
+                report.install_secs,
+                a.requests
+            );
+        }
         if let Some(d) = &report.deb {
             eprintln!(
                 "installed {} packages ({} KiB of .debs, {} KiB downloaded)",

@@ -153,3 +153,18 @@ pub fn verify(url: &str, bytes: &[u8], want: &Digest, size: Option<u64>) -> Resu
     }
     Ok(())
 }
+
+/// Something that can GET a URL into memory (the apk installer takes this, so tests and
+/// other clients can stand in).
+pub trait Fetch {
+    /// The body of `url`, at most `limit` bytes.
+    fn get_limited(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError>;
+}
+
+impl Fetch for Fetcher {
+    fn get_limited(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut f = self.clone();
+        f.max_bytes = limit.min(self.max_bytes);
+        f.get(url)
+    }
+}

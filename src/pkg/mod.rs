@@ -1,4 +1,5 @@
 //! Distribution packages installed into the staging tree without running anything from
-//! them: [`deb`] for Debian and Ubuntu.
+//! them: [`apk`] for Alpine, [`deb`] for Debian and Ubuntu.
 
+pub mod apk;
 pub mod deb;

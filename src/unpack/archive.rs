@@ -194,8 +194,9 @@ fn id32(v: u64, what: &str) -> Result<u32, EntryError> {
     u32::try_from(v).map_err(|_| EntryError::Header(format!("{what} {v} does not fit in 32 bits")))
 }
 
-/// Applies one entry; returns the file bytes it stored.
-fn apply_entry<R: Read>(
+/// Applies one entry; returns the file bytes it stored. Public for package installers
+/// that read their own per-entry records (e.g. apk's PAX checksums) around it.
+pub fn apply_entry<R: Read>(
     tree: &mut Tree,
     entry: &mut ::tar::Entry<'_, R>,
     opts: &UnpackOptions,

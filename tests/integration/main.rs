@@ -1,6 +1,7 @@
 //! rootsmith's integration tests: one binary, one module per area. Tests that need root, a
 //! loop device or a tool say why they skip outside CI; under `CI=true` they must run.
 
+mod apk;
 mod common;
 mod deb;
 mod init_boot;
