@@ -158,7 +158,7 @@ impl Entry {
         if self.kind == "symlink" {
             s += &format!(" -> {}", self.target);
         }
-        if self.kind == "char" || self.kind == "block" {
+        if f.rdev && (self.kind == "char" || self.kind == "block") {
             s += &format!(" rdev={}:{}", self.rdev.0, self.rdev.1);
         }
         if f.xattrs && !self.xattrs.is_empty() {
@@ -184,6 +184,7 @@ pub struct Fields {
     pub nlink: bool,
     pub mtime: bool,
     pub symlink_mtime: bool,
+    pub rdev: bool,
 }
 
 impl Fields {
@@ -192,6 +193,7 @@ impl Fields {
         nlink: true,
         mtime: true,
         symlink_mtime: true,
+        rdev: true,
     };
 }
 

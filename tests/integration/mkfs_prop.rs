@@ -192,6 +192,7 @@ fn random_trees_are_fsck_clean_and_read_back_equal() {
                 nlink: false,
                 mtime: true,
                 symlink_mtime: true,
+                rdev: false,
             };
             let want = lines(&tree_listing(&tree), &f);
             let got = lines(&list_image(&img), &f);
