@@ -1,22 +1,8 @@
 //! `/etc/passwd` (`name:x:uid:gid:gecos:home:shell`), edited line-preservingly: existing
 //! lines, comments and order stay as they are; new entries are appended.
 
-/// One passwd entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswdEntry {
-    /// Login name.
-    pub name: String,
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// GECOS field.
-    pub gecos: String,
-    /// Home directory.
-    pub home: String,
-    /// Login shell.
-    pub shell: String,
-}
+/// One passwd entry (the deb installer's name for [`User`]).
+pub type PasswdEntry = User;
 
 /// Entries of a passwd file; malformed lines are skipped (they are kept when editing).
 pub fn entries(text: &str) -> Vec<PasswdEntry> {
