@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod build;
 pub mod cache;
 pub mod cli;

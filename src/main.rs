@@ -1,9 +1,17 @@
 //! The `rootsmith` binary: parse arguments, run, and map errors to one line on stderr and
-//! an exit code (0 success, 1 failure, 2 usage error). The only user of anyhow.
+//! an exit code (0 success, 1 failure, 2 usage error; `boot --exec` exits with its command's status). The only user of anyhow.
 
 fn main() {
     let code = match rootsmith::cli::run() {
         Ok(()) => 0,
+        // `rootsmith boot --exec CMD`: CMD's own status, no message.
+        Err(e)
+            if e.downcast_ref::<rootsmith::cli::boot::ExitStatus>()
+                .is_some() =>
+        {
+            e.downcast_ref::<rootsmith::cli::boot::ExitStatus>()
+                .map_or(1, |s| s.0)
+        }
         Err(e) => {
             eprintln!("rootsmith: error: {}", one_line(&e));
             1

@@ -1,6 +1,7 @@
 //! The command line: clap definitions (one file per subcommand), the environment read once
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
+pub mod boot;
 pub mod build;
 pub mod export;
 pub mod image;
@@ -28,6 +29,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Flatten an image's layers into one rootfs tar (like crane export).
     Export(export::ExportArgs),
+    /// Boot an image under QEMU, wait for SSH, and optionally run a command over it.
+    Boot(Box<boot::BootArgs>),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -38,6 +41,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mkfs(args) => mkfs::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
+        Command::Boot(args) => boot::run(*args),
     }
 }
 
