@@ -553,23 +553,27 @@ fn add_ssh_error(e: BootError, ssh_err: &str) -> BootError {
     }
 }
 
-/// Ctrl-Alt-Del, then the ACPI power button, then `quit`.
+/// Ctrl-Alt-Del, then the ACPI power button, then `quit`, over one monitor connection.
 fn stop_vm(vm: &mut vm::Vm) -> Shutdown {
+    let mut mon = vm.monitor().ok();
     for (cmd, how, wait) in [
         ("sendkey ctrl-alt-delete", Shutdown::CtrlAltDel, 20),
         ("system_powerdown", Shutdown::Acpi, 20),
+        ("quit", Shutdown::Forced, 10),
     ] {
         if vm.exited().is_some() {
             return Shutdown::Guest;
         }
-        let _ = vm.monitor(cmd);
+        if mon.as_mut().is_none_or(|m| m.send(cmd).is_err()) {
+            mon = vm.monitor().ok();
+            if let Some(m) = mon.as_mut() {
+                let _ = m.send(cmd);
+            }
+        }
         if vm.wait_exit(Duration::from_secs(wait)).is_some() {
             return how;
         }
     }
-    let _ = vm.monitor("quit");
-    if vm.wait_exit(Duration::from_secs(5)).is_none() {
-        vm.kill();
-    }
+    vm.kill();
     Shutdown::Forced
 }

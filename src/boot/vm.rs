@@ -123,16 +123,16 @@ impl Vm {
         }
     }
 
-    /// One human-monitor command (`sendkey ctrl-alt-delete`, `system_powerdown`, `quit`).
-    pub fn monitor(&self, command: &str) -> std::io::Result<()> {
+    /// A connection to the human monitor. Keep it open until QEMU has acted: QEMU reads a
+    /// command a byte at a time (and not at all while the monitor is busy), and drops what
+    /// it has not read when the connection closes.
+    pub fn monitor(&self) -> std::io::Result<Monitor> {
         let mut s = UnixStream::connect(&self.monitor)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // The banner and prompt, if they come at once; the command works either way.
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
         let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf)?; // the banner and prompt
-        s.write_all(format!("{command}\n").as_bytes())?;
-        // The command runs when QEMU reads it; wait for its echo or the connection's end.
         let _ = s.read(&mut buf);
-        Ok(())
+        Ok(Monitor(s))
     }
 
     /// Kills QEMU (no clean shutdown).
@@ -186,5 +186,15 @@ fn read_console(
         if let Ok(mut l) = lines.lock() {
             l.push(Line::new(started.elapsed().as_secs_f64(), &partial));
         }
+    }
+}
+
+/// An open monitor connection.
+pub struct Monitor(UnixStream);
+
+impl Monitor {
+    /// Sends one command line (`sendkey ctrl-alt-delete`, `system_powerdown`, `quit`).
+    pub fn send(&mut self, command: &str) -> std::io::Result<()> {
+        self.0.write_all(format!("{command}\n").as_bytes())
     }
 }
