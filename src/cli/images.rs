@@ -352,6 +352,13 @@ fn ensure(root: &Path, a: EnsureArgs) -> anyhow::Result<()> {
                 emit(&serde_json::json!({"event": "cached", "role": role.as_str(), "path": path}));
             }
         }
+        EnsureEvent::Outdated { role, path } => {
+            if a.json {
+                emit(
+                    &serde_json::json!({"event": "outdated", "role": role.as_str(), "path": path}),
+                );
+            }
+        }
         EnsureEvent::Corrupt { role, path } => {
             if a.json {
                 emit(&serde_json::json!({"event": "corrupt", "role": role.as_str(), "path": path}));

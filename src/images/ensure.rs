@@ -29,6 +29,13 @@ pub enum EnsureEvent {
         /// Its path.
         path: PathBuf,
     },
+    /// A cached file is of another version than the one asked for (it is replaced).
+    Outdated {
+        /// Which file.
+        role: Role,
+        /// Its path.
+        path: PathBuf,
+    },
     /// A cached file did not match its digest (it is downloaded again).
     Corrupt {
         /// Which file.
@@ -136,6 +143,10 @@ pub fn ensure(
                     on(&EnsureEvent::Cached { role, path });
                     continue;
                 }
+                Check::Bad if old.is_other_version(asset) => on(&EnsureEvent::Outdated {
+                    role,
+                    path: path.clone(),
+                }),
                 Check::Bad => on(&EnsureEvent::Corrupt {
                     role,
                     path: path.clone(),

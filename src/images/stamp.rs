@@ -92,6 +92,14 @@ impl Stamp {
         }
     }
 
+    /// True when the file of `asset` was installed from another pinned digest (a file that
+    /// fails to match is then an old version, not a corrupt one).
+    pub fn is_other_version(&self, asset: &Asset) -> bool {
+        self.files
+            .get(&asset.file)
+            .is_some_and(|f| f.sha256 != asset.sha256.hex())
+    }
+
     /// Records that `asset` (as `role`) is installed with `content` and `size`.
     pub fn record(&mut self, role: Role, asset: &Asset, content: Digest, size: u64) {
         self.files.insert(

@@ -4,6 +4,7 @@
 mod apk;
 mod common;
 mod deb;
+mod images;
 mod init_boot;
 mod mkfs;
 mod mkfs_prop;
