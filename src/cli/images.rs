@@ -55,7 +55,7 @@ struct LsArgs {
 
 #[derive(Debug, Args)]
 struct EnsureArgs {
-    /// A registry image name, or the URL (http:// or file:) of a rootfs.ext4[.zst].
+    /// A registry image name, or the URL (http://, https:// or file:) of a rootfs.ext4[.zst].
     #[arg(value_name = "NAME|URL")]
     image: String,
     /// SHA-256 of the file at the URL (the compressed file for .zst), hex.

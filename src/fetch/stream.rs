@@ -2,7 +2,8 @@
 //! checked (with the same retries as [`Fetcher::get`]) before any byte is handed over, then
 //! the body is a plain `Read` the caller hashes and writes as it arrives. No global time
 //! limit: a multi-GiB image on a slow link must not be cut off; a stalled connect or
-//! response head still times out.
+//! response head still times out. `https://` uses rustls (ring) with the platform's trust
+//! store (`SSL_CERT_FILE` is honoured), so SmolVM's release URLs work as they are.
 
 use std::io::Read;
 use std::time::Duration;
@@ -24,7 +25,7 @@ impl std::fmt::Debug for Body {
 }
 
 impl Fetcher {
-    /// Opens `url` (`http://` or `file:`) for streaming.
+    /// Opens `url` (`http://`, `https://` or `file:`) for streaming.
     pub fn open(&self, url: &str) -> Result<Body, FetchError> {
         if let Some(path) = url.strip_prefix("file:") {
             let path = path.trim_start_matches("//");
@@ -47,13 +48,25 @@ impl Fetcher {
                 reader: Box::new(f),
             });
         }
-        if !url.starts_with("http://") {
-            return Err(FetchError::Scheme(url.into()));
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(FetchError::Failed {
+                url: url.into(),
+                why: "unsupported URL scheme; use http://, https:// or file:".into(),
+            });
         }
+        // https: rustls with ring (as the OCI client uses) and the platform's trust store.
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .build();
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
+            .tls_config(tls)
             .build()
             .new_agent();
         let mut last = String::new();

@@ -121,7 +121,30 @@ pub fn ensure(
         why,
     })?;
     let lock = layout::lock_image(root, &source.name)?;
-    layout::remove_stale_temps(&lock)?;
+    match ensure_locked(&lock, root, source, fetcher, opts, on) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            // A first install that failed leaves no empty directory behind.
+            let only_lock = fs::read_dir(lock.dir())
+                .map(|rd| rd.flatten().all(|e| e.file_name() == layout::LOCK))
+                .unwrap_or(false);
+            if only_lock {
+                let _ = layout::remove_image(lock);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn ensure_locked(
+    lock: &ImageLock,
+    root: &Path,
+    source: &ImageSource,
+    fetcher: &Fetcher,
+    opts: &EnsureOptions,
+    on: &dyn Fn(&EnsureEvent),
+) -> Result<Ensured, ImagesError> {
+    layout::remove_stale_temps(lock)?;
     let dir = lock.dir().to_path_buf();
     let old = fs::read_to_string(dir.join(SOURCE))
         .ok()
@@ -154,7 +177,7 @@ pub fn ensure(
                 Check::Missing => {}
             }
         }
-        let got = download(&lock, role, asset, fetcher, opts, on)?;
+        let got = download(lock, role, asset, fetcher, opts, on)?;
         downloaded_bytes = downloaded_bytes.saturating_add(got.downloaded);
         stamp.record(role, asset, got.content, got.size);
         pending.push((got.tmp, path));
@@ -165,8 +188,8 @@ pub fn ensure(
         tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
         tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
     }
-    write_atomic(&lock, SOURCE, stamp.to_json().as_bytes())?;
-    write_atomic(&lock, FINGERPRINT, format!("{fingerprint}\n").as_bytes())?;
+    write_atomic(lock, SOURCE, stamp.to_json().as_bytes())?;
+    write_atomic(lock, FINGERPRINT, format!("{fingerprint}\n").as_bytes())?;
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
@@ -174,7 +197,6 @@ pub fn ensure(
         name: source.name.clone(),
         dir: root.to_path_buf(),
     })?;
-    drop(lock);
     Ok(Ensured {
         image,
         downloaded,

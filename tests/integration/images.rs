@@ -278,7 +278,7 @@ fn a_corrupt_download_installs_nothing_and_leaves_the_previous_file() {
         "fresh",
     ]));
     assert!(err.contains("nothing was installed"), "{err}");
-    assert!(!cache.path().join("fresh/rootfs.ext4").exists());
+    assert!(!cache.path().join("fresh").exists());
 }
 
 #[test]
@@ -658,8 +658,68 @@ fn a_connection_lost_mid_download_installs_nothing() {
     let (url, _) = slow_server(img.clone(), true);
     let err = fails(images(cache.path()).args(["ensure", &url, "--sha256", &hex(&img)]));
     assert!(err.contains("nothing was installed"), "{err}");
-    assert_eq!(
-        files_in(&cache.path().join("slow")),
-        [".lock"].map(String::from).into()
+    assert!(
+        !cache.path().join("slow").exists(),
+        "a failed first install left its directory"
     );
+}
+
+#[test]
+fn https_downloads_check_the_server_certificate() {
+    if !require(have("openssl") && have("python3"), "openssl and python3") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let sh = |script: &str| {
+        ok(Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(d.path()))
+    };
+    // A test CA and a leaf for 127.0.0.1 signed by it.
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=rootsmith-test-ca 2>/dev/null \
+        && openssl req -newkey rsa:2048 -nodes -keyout k.pem -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null \
+        && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext \
+        && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out c.pem -days 1 -extfile ext 2>/dev/null");
+    let img = image_bytes(13, 300_000);
+    fs::write(d.path().join("tls-rootfs.ext4"), &img).unwrap();
+    let server = "import http.server, ssl\n\
+        srv = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n\
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain('c.pem', 'k.pem')\n\
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n\
+        print(srv.server_address[1], flush=True)\n\
+        srv.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", server])
+        .current_dir(d.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let _server = Kill(child);
+    let url = format!("https://127.0.0.1:{}/tls-rootfs.ext4", port.trim());
+    let cache = tempfile::tempdir().unwrap();
+    let ensure = || {
+        let mut c = images(cache.path());
+        c.args(["ensure", &url, "--sha256", &hex(&img), "-q"]);
+        c
+    };
+    // Not trusted: refused, nothing installed.
+    let err = fails(ensure().env("SSL_CERT_FILE", d.path().join("c.pem")));
+    assert!(err.contains("certificate"), "{err}");
+    assert!(!cache.path().join("tls").exists());
+    // Trusted through the system's SSL_CERT_FILE: installed.
+    ok(ensure().env("SSL_CERT_FILE", d.path().join("ca.pem")));
+    assert_eq!(fs::read(cache.path().join("tls/rootfs.ext4")).unwrap(), img);
 }
