@@ -15,5 +15,6 @@ pub mod ext4;
 pub mod fetch;
 pub mod oci;
 pub mod pkg;
+pub mod recipe;
 pub mod tree;
 pub mod unpack;
