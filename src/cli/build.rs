@@ -104,7 +104,7 @@ pub struct BuildArgs {
     pub name: Option<String>,
     /// Image size: 512M, 2G, or auto (overrides the recipe's).
     #[arg(long, value_name = "SIZE")]
-    pub size: Option<Size>,
+    pub size: Option<String>,
     /// Bake this public key file into /root/.ssh/authorized_keys (repeatable). SmolVM
     /// passes its key at boot instead, so key-only images need none.
     #[arg(long = "authorized-key", value_name = "FILE")]

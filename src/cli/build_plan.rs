@@ -168,8 +168,10 @@ pub fn spec(args: &BuildArgs) -> anyhow::Result<Spec> {
             r.packages.push(p.clone());
         }
     }
-    if let Some(s) = args.size {
-        r.size = s;
+    if let Some(s) = &args.size {
+        r.size = s
+            .parse::<Size>()
+            .map_err(|e| anyhow::anyhow!("--size: {e}"))?;
     }
     let platform = match (&args.image.platform, &r.platform) {
         (Some(p), _) => Some(p.clone()),
