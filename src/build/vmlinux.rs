@@ -48,7 +48,13 @@ fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>
             }
             let b = fetcher
                 .get_verified(url, sha256, None)
-                .map_err(|e| BuildError::Kernel(format!("{e}")))?;
+                .map_err(|e| match e {
+                    crate::fetch::FetchError::Mismatch { got, .. } => BuildError::Kernel(format!(
+                        "{url}: the download has {got}, not the kernel.sha256 {sha256}; \
+                     the download is corrupt or the recipe's hash is wrong"
+                    )),
+                    e => BuildError::Kernel(e.to_string()),
+                })?;
             let _ = cache.put(*sha256, &b);
             Ok(b)
         }

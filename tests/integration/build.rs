@@ -700,6 +700,7 @@ fn alpine_ssh_key_from_a_local_registry_and_apk_repository() {
         a
     };
     let smolvm = ["--smolvm-dir", images.to_str().unwrap()];
+    custom_recipe_with_files_accounts_kernel_and_agent(&d, &reg.addr, &apk, &repo.url, &key);
     let cold = run(&mut rootsmith(&args(&smolvm))).must("cold build");
     let j = cold.json();
     assert_eq!(j["cached"], false);
@@ -760,4 +761,139 @@ fn alpine_ssh_key_from_a_local_registry_and_apk_repository() {
     drop(repo);
     drop(reg);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A recipe file using every section: files (create and copy), a group and a user, root's
+/// password, sshd settings in the main file's drop-in, fstab, a kernel fetched by URL and
+/// checked, and the guest agent; then a kernel with the wrong hash fails and leaves the
+/// image and kernel as they were.
+fn custom_recipe_with_files_accounts_kernel_and_agent(
+    d: &Path,
+    registry: &str,
+    apk: &Path,
+    url: &str,
+    key: &Path,
+) {
+    let kernel = b"\x7fELF a pretend kernel".repeat(1000);
+    std::fs::write(apk.join("repo/vmlinux"), &kernel).unwrap();
+    let kernel_sha = common::hex(&<sha2::Sha256 as sha2::Digest>::digest(&kernel));
+    std::fs::write(d.join("tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
+    let agent = d.join("agent");
+    std::fs::write(&agent, b"\x7fELF agent").unwrap();
+    let recipe = |sha: &str| {
+        format!(
+            r#"name = "custom-alpine"
+base = "{registry}/alpine:3.20"
+packages = ["openssh"]
+hostname = "box"
+size = "auto"
+fstab = ["/dev/vda / ext4 rw,relatime 0 1"]
+root_password = "secret"
+
+[sshd]
+permit_root_login = "yes"
+password_authentication = true
+
+[[files]]
+create-file = "/etc/motd"
+contents = "hello from rootsmith\n"
+mode = "0640"
+gid = 42
+
+[[files]]
+copy-file = "/usr/local/bin/tool"
+src = "tool.sh"
+mode = "0755"
+
+[[groups]]
+name = "ops"
+
+[[users]]
+name = "app"
+groups = ["ops"]
+
+[kernel]
+url = "{url}/vmlinux"
+sha256 = "{sha}"
+"#
+        )
+    };
+    let file = d.join("custom.toml");
+    std::fs::write(&file, recipe(&kernel_sha)).unwrap();
+    let out = d.join("custom");
+    let args = s(&[
+        "build",
+        file.to_str().unwrap(),
+        "--apk-repository",
+        &format!("{url}/main"),
+        "--apk-key",
+        key.to_str().unwrap(),
+        "--cache-dir",
+        d.join("custom-cache").to_str().unwrap(),
+        "--guest-agent",
+        agent.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let r = run(&mut rootsmith(&args)).must("custom recipe");
+    let j = r.json();
+    assert_eq!(
+        j["kernel_path"],
+        out.join("vmlinux.bin").display().to_string()
+    );
+    assert_eq!(std::fs::read(out.join("vmlinux.bin")).unwrap(), kernel);
+    let img = out.join("rootfs.ext4");
+    assert_eq!(common::fsck(&img), 0);
+    let l = common::list_image(&img);
+    let mode = |p: &str| {
+        let e = l.get(p).unwrap_or_else(|| panic!("{p} missing"));
+        (e.mode, e.uid, e.gid)
+    };
+    assert_eq!(mode("/init"), (0o755, 0, 0));
+    assert_eq!(mode("/etc/motd"), (0o640, 0, 42));
+    assert_eq!(mode("/usr/local/bin/tool"), (0o755, 0, 0));
+    assert_eq!(mode("/usr/local/bin/smolvm-guest-agent"), (0o755, 0, 0));
+    assert_eq!(mode("/tmp").0, 0o1777);
+    let fs = ext4_view::Ext4::load_from_path(&img).unwrap();
+    let text = |p: &str| fs.read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(text("/etc/motd"), "hello from rootsmith\n");
+    assert_eq!(text("/etc/hostname"), "box\n");
+    assert!(text("/etc/fstab").contains("/dev/vda / ext4 rw,relatime 0 1\n"));
+    // `ops` took gid 1000 first, so app's own group is the next free one.
+    let passwd = text("/etc/passwd");
+    assert!(
+        passwd.contains("\napp:x:1000:1001::/home/app:/bin/sh\n"),
+        "{passwd}"
+    );
+    let group = text("/etc/group");
+    assert!(group.contains("\nops:x:1000:app\napp:x:1001:\n"), "{group}");
+    let root = text("/etc/shadow");
+    let hash = root
+        .lines()
+        .find(|l| l.starts_with("root:"))
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(hash.starts_with("$6$"), "{hash}");
+    let conf = text("/etc/ssh/sshd_config.d/00-rootsmith.conf");
+    assert!(
+        conf.contains("PermitRootLogin yes\nPasswordAuthentication yes\n"),
+        "{conf}"
+    );
+    // The hash is reproducible: the same password and name give the same line.
+    let again = run(&mut rootsmith(&args)).must("custom recipe again");
+    assert_eq!(again.json()["cached"], true);
+
+    // A wrong kernel hash: one line, and the previous image and kernel stay.
+    let before = (sha(&img), std::fs::read(out.join("vmlinux.bin")).unwrap());
+    std::fs::write(&file, recipe(&"0".repeat(64))).unwrap();
+    let bad = run(&mut rootsmith(&args));
+    fails_with(&bad, "kernel.sha256", "wrong kernel hash");
+    assert_eq!(
+        (sha(&img), std::fs::read(out.join("vmlinux.bin")).unwrap()),
+        before
+    );
 }
