@@ -701,9 +701,41 @@ fn alpine_ssh_key_from_a_local_registry_and_apk_repository() {
     };
     let smolvm = ["--smolvm-dir", images.to_str().unwrap()];
     custom_recipe_with_files_accounts_kernel_and_agent(&d, &reg.addr, &apk, &repo.url, &key);
-    let cold = run(&mut rootsmith(&args(&smolvm))).must("cold build");
+    // Two builds of one name at once: the output lock makes one build and the other wait
+    // and find it (a cache hit).
+    let t = Instant::now();
+    let pair: Vec<_> = (0..2)
+        .map(|_| {
+            rootsmith(&args(&smolvm))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut runs: Vec<Run> = pair
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            Run {
+                ok: o.status.success(),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                secs: t.elapsed().as_secs_f64(),
+            }
+        })
+        .map(|r| r.must("concurrent cold build"))
+        .collect();
+    runs.sort_by_key(|r| r.json()["cached"].as_bool());
+    let cold = runs.remove(0);
     let j = cold.json();
     assert_eq!(j["cached"], false);
+    assert_eq!(
+        runs[0].json()["cached"],
+        true,
+        "the second concurrent build rebuilt"
+    );
+    assert_eq!(runs[0].json()["fingerprint"], j["fingerprint"]);
     assert_eq!(j["package_count"], 6);
     assert_eq!(
         j["host_keys_removed"],
