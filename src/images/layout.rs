@@ -1,8 +1,8 @@
 //! The SmolVM image cache on disk: `<root>/<name>/{rootfs.ext4, vmlinux.bin, .fingerprint}`,
 //! where `<root>` is `--images-dir`, else `$SMOLVM_IMAGE_DIR`, else `~/.smolvm/images`
 //! (SmolVM's `resolve_image_dir`). Image names are single path components. One lock file
-//! per image, `<root>/<name>/.lock`, serialises every writer of that name (`images ensure`,
-//! `images rm`, and `rootsmith build --smolvm` should take it through [`lock_image`]).
+//! per image, `<root>/<name>/.rootsmith.lock` (the file `rootsmith build` locks too),
+//! serialises every writer of that name: `images ensure`, `images rm`, `rootsmith build`.
 
 use std::fs::{self, File};
 use std::io;
@@ -22,7 +22,7 @@ pub const FINGERPRINT: &str = ".fingerprint";
 /// What `images ensure` downloaded, and the digest of each file as it sits on disk.
 pub const SOURCE: &str = ".source.json";
 /// The per-image lock file.
-pub const LOCK: &str = ".lock";
+pub const LOCK: &str = ".rootsmith.lock";
 /// Prefix of the temp files `images ensure` downloads into (removed under the lock when a
 /// killed run left them).
 pub const TEMP_PREFIX: &str = ".rootsmith-dl-";

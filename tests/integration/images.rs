@@ -213,7 +213,7 @@ fn ensure_installs_verified_files_and_a_warm_ensure_downloads_nothing() {
         files_in(&dir),
         [
             ".fingerprint",
-            ".lock",
+            ".rootsmith.lock",
             ".source.json",
             "rootfs.ext4",
             "vmlinux.bin"
