@@ -66,14 +66,60 @@ fn the_core_never_imports_upward_or_the_network() {
         check(module, &upward);
     }
     check("tree", &["crate::ext4", "crate::unpack", "crate::overlay"]);
+    // The image manager handles finished images: files, HTTP and digests only.
+    check(
+        "images",
+        &[
+            "crate::cli",
+            "crate::build",
+            "crate::oci",
+            "crate::pkg",
+            "crate::tree",
+            "crate::ext4",
+            "crate::unpack",
+            "tokio",
+            "oci_client",
+        ],
+    );
 }
 
 #[test]
 fn only_the_ext4_module_names_mkext4() {
     for module in [
         "tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch",
-        "kernel", "boot",
+        "kernel", "boot", "images",
     ] {
         check(module, &["mkext4::"]);
     }
+}
+
+#[test]
+fn overlay_and_recipes_stay_pure() {
+    // The overlay edits the tree only; recipes parse and validate text (they may use the
+    // pure reference and platform parsers of `oci`, never a source or the network).
+    let io = [
+        "crate::cli",
+        "crate::build",
+        "crate::pkg",
+        "crate::fetch",
+        "crate::cache",
+        "tokio",
+        "ureq",
+        "oci_client",
+        "std::fs",
+        "std::net",
+    ];
+    check(
+        "overlay",
+        &[&io[..], &["crate::oci", "crate::recipe"]].concat(),
+    );
+    // (A recipe file is read by `recipe::load`, so `std::fs` is allowed there.)
+    check(
+        "recipe",
+        &[
+            &io[..8],
+            &["crate::overlay", "crate::oci::registry", "std::net"],
+        ]
+        .concat(),
+    );
 }

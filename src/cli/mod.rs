@@ -3,8 +3,10 @@
 
 pub mod boot;
 pub mod build;
+pub mod build_plan;
 pub mod export;
 pub mod image;
+pub mod images;
 pub mod mkfs;
 pub mod progress;
 pub mod pull;
@@ -31,6 +33,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Boot an image under QEMU, wait for SSH, and optionally run a command over it.
     Boot(Box<boot::BootArgs>),
+    /// The SmolVM image cache: list, download (verified), remove and publish images.
+    Images(images::ImagesArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -42,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
         Command::Boot(args) => boot::run(*args),
+        Command::Images(args) => images::run(args),
     }
 }
 

@@ -7,9 +7,9 @@
 //! second boot has a different host key. Bad inputs and a guest that never answers give
 //! clear errors. Four boots in all (TCG is slow; see the boot note).
 //!
-//! Until `rootsmith build` places `/init` and the kernel's modules itself, the test adds the
-//! static init (`cargo build-init`) and the virtio-net modules to the built image with
-//! `debugfs -w` (no mount, no root).
+//! The image is the shipped recipe `debian-ssh-key-minimal` with the static init from
+//! `cargo build-init`. Until `rootsmith build` installs a kernel package's modules, the test
+//! adds the virtio-net modules to the built image with `debugfs -w` (no mount, no root).
 //!
 //! Outside CI a missing prerequisite skips with a reason; under `CI=true` it fails.
 
@@ -125,13 +125,17 @@ fn make_fixture() -> Option<Fixture> {
         .trim_start_matches("vmlinuz-")
         .to_string();
 
+    let init =
+        build_init().expect("cargo build-init (x86_64-unknown-linux-musl target installed?)");
     let image = dir.join("image");
     let out = rootsmith()
-        .args(["build", "--quiet", "--base"])
+        .args(["build", "debian-ssh-key-minimal", "--quiet", "--base"])
         .arg(format!(
             "rootfs:{SHARED}/base/debian-bookworm-slim-amd64.rootfs.tar.xz"
         ))
-        .args(["--package", "openssh-server", "--apt-source", source.trim()])
+        .args(["--apt-source", source.trim()])
+        .arg("--init")
+        .arg(&init)
         .arg("--cache-dir")
         .arg(dir.join("cache"))
         .arg("--out")
@@ -154,9 +158,7 @@ fn make_fixture() -> Option<Fixture> {
         image.join(format!("config-{release}")),
     )
     .expect("copy the kernel config");
-    let init =
-        build_init().expect("cargo build-init (x86_64-unknown-linux-musl target installed?)");
-    inject(&image.join("rootfs.ext4"), &init, &kroot, &release);
+    inject_modules(&image.join("rootfs.ext4"), &kroot, &release);
     Some(Fixture {
         qemu: qemu.expect("checked"),
         image,
@@ -183,8 +185,8 @@ fn build_init() -> Option<PathBuf> {
     })
 }
 
-/// Adds `/init` and the virtio-net modules to the image with `debugfs -w`.
-fn inject(img: &Path, init: &Path, kroot: &Path, release: &str) {
+/// Adds the virtio-net modules to the image with `debugfs -w`.
+fn inject_modules(img: &Path, kroot: &Path, release: &str) {
     let mdir = kroot.join("lib/modules").join(release);
     let mut files: Vec<String> = NET_MODULES
         .iter()
@@ -205,10 +207,7 @@ fn inject(img: &Path, init: &Path, kroot: &Path, release: &str) {
     dirs.dedup();
     // /lib is a symlink to usr/lib in bookworm; debugfs does not follow it.
     let base = format!("/usr/lib/modules/{release}");
-    let mut cmds = format!(
-        "write {} /init\nsif /init mode 0100755\nsif /init uid 0\nsif /init gid 0\nmkdir /usr/lib/modules\nmkdir {base}\n",
-        init.display()
-    );
+    let mut cmds = format!("mkdir /usr/lib/modules\nmkdir {base}\n");
     for d in &dirs {
         cmds.push_str(&format!("mkdir {base}/{d}\n"));
     }

@@ -3,8 +3,10 @@
 
 mod apk;
 mod boot;
+mod build;
 mod common;
 mod deb;
+mod images;
 mod init_boot;
 mod mkfs;
 mod mkfs_prop;
