@@ -138,6 +138,12 @@ pub fn sshd_up(text: &str) -> bool {
         || text.contains("Started OpenBSD Secure Shell server")
 }
 
+/// The guest's network is configured: systemd reached its network targets.
+pub fn network_up(text: &str) -> bool {
+    text.contains("Reached target network-online.target")
+        || text.contains("Reached target network.target")
+}
+
 /// A console line after which the guest will not get to SSH, with a hint for the user.
 pub fn fatal(text: &str) -> Option<&'static str> {
     if text.contains("Unable to mount root fs") || text.contains("Cannot open root device") {
@@ -220,6 +226,7 @@ mod tests {
         assert!(sshd_up(&t));
         assert!(sshd_up("Server listening on 0.0.0.0 port 22."));
         assert!(!sshd_up("rootsmith-init: sshd: started"));
+        assert!(network_up(&clean("[\u{1b}[0;32m  OK  \u{1b}[0m] Reached target \u{1b}[0;1;39mnetwork.target\u{1b}[0m - Network.")));
     }
 
     #[test]

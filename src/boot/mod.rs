@@ -472,16 +472,30 @@ fn check_vm(vm: &mut vm::Vm, port: u16, opts: &BootOptions, what: &str) -> Resul
     Ok(())
 }
 
-/// One probe at a time: short ones (2 s) until the console shows sshd or the network up,
-/// then long ones (20 s), so queued connections cannot pile up on a slow guest.
+/// One probe at a time. slirp holds a forwarded connection whose SYN the guest cannot
+/// answer yet and retries it with TCP back-off (seconds), so a probe opened before the
+/// guest's network is up can deliver its banner late; and many queued probes overwhelm a
+/// slow sshd (see the boot note). So: 1 s probes until the console shows the network
+/// configured (rootsmith-init's `net-ready`, systemd's network targets) or sshd up, then
+/// probes that hold 3 s, doubling up to 20 s while the guest stays silent.
 fn wait_banner(vm: &mut vm::Vm, port: u16, opts: &BootOptions) -> Result<(String, f64), BootError> {
+    let mut patient = Duration::from_secs(3);
     loop {
         check_vm(vm, port, opts, "no ssh banner")?;
-        let up = vm.lines().iter().any(|l| {
-            console::sshd_up(&l.text)
+        let lines = vm.lines();
+        let net = lines.iter().any(|l| {
+            console::network_up(&l.text)
                 || console::milestone(l).is_some_and(|m| m.stage == "net-ready")
         });
-        let hold = Duration::from_secs(if up { 20 } else { 2 });
+        let init_milestones = lines.iter().any(|l| console::milestone(l).is_some());
+        let sshd = lines.iter().any(|l| console::sshd_up(&l.text));
+        // rootsmith-init says when the network is up; otherwise sshd up is the best sign.
+        let ready = net || (sshd && !init_milestones);
+        let hold = if ready {
+            patient
+        } else {
+            Duration::from_secs(1)
+        };
         let mut failed = None;
         let probe = {
             let mut abort = || match check_vm(vm, port, opts, "no ssh banner") {
@@ -499,6 +513,9 @@ fn wait_banner(vm: &mut vm::Vm, port: u16, opts: &BootOptions) -> Result<(String
         match probe {
             ssh::Probe::Banner(b) => return Ok((b, vm.now())),
             ssh::Probe::Closed => std::thread::sleep(Duration::from_millis(100)),
+            ssh::Probe::Silent if ready => {
+                patient = (patient * 2).min(Duration::from_secs(20));
+            }
             ssh::Probe::Silent => {}
         }
     }

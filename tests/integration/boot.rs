@@ -342,7 +342,12 @@ fn boot_debian_image_runs_the_command_over_ssh_and_shuts_down_clean() {
         "e2fsck -fn: {}",
         r["fsck"]["output"]
     );
-    assert_eq!(r["disk_mode"], "overlay");
+    // A qcow2 overlay when qemu-img is installed, else a copy: never the image itself.
+    assert!(
+        r["disk_mode"] == "overlay" || r["disk_mode"] == "copy",
+        "{}",
+        r["disk_mode"]
+    );
     let stages: Vec<&str> = r["milestones"]
         .as_array()
         .expect("milestones")
