@@ -5,6 +5,7 @@ pub mod build;
 pub mod build_plan;
 pub mod export;
 pub mod image;
+pub mod images;
 pub mod mkfs;
 pub mod progress;
 pub mod pull;
@@ -29,6 +30,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Flatten an image's layers into one rootfs tar (like crane export).
     Export(export::ExportArgs),
+    /// The SmolVM image cache: list, download (verified), remove and publish images.
+    Images(images::ImagesArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -39,6 +42,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mkfs(args) => mkfs::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
+        Command::Images(args) => images::run(args),
     }
 }
 
