@@ -340,7 +340,9 @@ fn check_image(img: &Path, dir: &Path, sshd_t: bool) {
                  chroot {m} /usr/sbin/sshd -t; chroot {m} /usr/sbin/sshd -T > {d}/sshd-T; \
                  grep -qx 'permitrootlogin without-password' {d}/sshd-T; \
                  grep -qx 'passwordauthentication no' {d}/sshd-T; \
-                 grep -qx 'pubkeyauthentication yes' {d}/sshd-T",
+                 grep -qx 'pubkeyauthentication yes' {d}/sshd-T; \
+                 test $(grep -c 'BEGIN CERTIFICATE' {m}/etc/ssl/certs/ca-certificates.crt) -gt 100; \
+                 chroot {m} python3 -c 'import ssl; n = len(ssl.create_default_context().get_ca_certs()); assert n > 100, n'",
                 d = dir.display()
             )
         } else {
