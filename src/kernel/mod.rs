@@ -7,3 +7,4 @@
 pub mod bzimage;
 pub mod elf;
 pub mod modules;
+pub mod package;
