@@ -120,11 +120,15 @@ pub struct SetupHeader {
 }
 
 fn le16(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn le32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 impl SetupHeader {
@@ -230,17 +234,13 @@ fn read_capped(mut r: impl Read, format: Compression) -> Result<Vec<u8>, BzImage
 /// LZ4 legacy frames: magic, then blocks of `u32 compressed length` + data, each but the
 /// last decompressing to exactly 8 MiB; a repeated magic starts a new frame.
 fn unlz4_legacy(data: &[u8]) -> Result<Vec<u8>, BzImageError> {
-    let bad = |why: String| BzImageError::Decompress {
-        format: "lz4",
-        why,
-    };
+    let bad = |why: String| BzImageError::Decompress { format: "lz4", why };
     if le32(data, 0) != Some(LZ4_LEGACY_MAGIC) {
         return Err(bad("no legacy frame magic".into()));
     }
     let mut pos = 4usize;
     let mut out: Vec<u8> = Vec::new();
-    loop {
-        let Some(size) = le32(data, pos) else { break };
+    while let Some(size) = le32(data, pos) {
         if size == LZ4_LEGACY_MAGIC {
             pos += 4;
             continue;

@@ -10,7 +10,9 @@ pub enum ElfError {
     #[error("not an ELF file")]
     NotElf,
     /// Big-endian or an unknown class.
-    #[error("unsupported ELF flavour (class {class}, data {data}); only little-endian ELF is read")]
+    #[error(
+        "unsupported ELF flavour (class {class}, data {data}); only little-endian ELF is read"
+    )]
     Unsupported {
         /// `EI_CLASS`.
         class: u8,
@@ -180,7 +182,10 @@ pub(crate) mod tests {
     #[test]
     fn finds_sections() {
         let e = build(&[(".text", b"\x90\x90"), (".modinfo", b"license=GPL\0")]);
-        assert_eq!(section(&e, ".modinfo").unwrap(), Some(&b"license=GPL\0"[..]));
+        assert_eq!(
+            section(&e, ".modinfo").unwrap(),
+            Some(&b"license=GPL\0"[..])
+        );
         assert_eq!(section(&e, ".text").unwrap(), Some(&b"\x90\x90"[..]));
         assert_eq!(section(&e, ".data").unwrap(), None);
         assert_eq!(section(b"nope", ".x"), Err(ElfError::NotElf));

@@ -5,6 +5,8 @@
 //! and hands over to the image's `/init`.
 
 pub mod bzimage;
+pub mod cpio;
 pub mod elf;
+pub mod initramfs;
 pub mod modules;
 pub mod package;

@@ -189,12 +189,23 @@ impl ModuleIndex {
     /// (either may be empty).
     pub fn new(mut modules: Vec<Module>, order: &str, builtin: &str) -> ModuleIndex {
         let mut rank: HashMap<&str, usize> = HashMap::new();
-        for (i, l) in order.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+        for (i, l) in order
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
             rank.entry(uncompressed(l)).or_insert(i);
         }
         modules.sort_by(|a, b| {
-            let ra = rank.get(uncompressed(&a.path)).copied().unwrap_or(usize::MAX);
-            let rb = rank.get(uncompressed(&b.path)).copied().unwrap_or(usize::MAX);
+            let ra = rank
+                .get(uncompressed(&a.path))
+                .copied()
+                .unwrap_or(usize::MAX);
+            let rb = rank
+                .get(uncompressed(&b.path))
+                .copied()
+                .unwrap_or(usize::MAX);
             ra.cmp(&rb).then_with(|| a.path.cmp(&b.path))
         });
         let mut by_name = HashMap::new();
@@ -218,7 +229,11 @@ impl ModuleIndex {
             .collect();
         let sort_idx = dep_sort_idx(&deps);
         ModuleIndex {
-            builtin: builtin.lines().map(name_of).filter(|n| !n.is_empty()).collect(),
+            builtin: builtin
+                .lines()
+                .map(name_of)
+                .filter(|n| !n.is_empty())
+                .collect(),
             modules,
             by_name,
             deps,
@@ -494,7 +509,12 @@ mod tests {
         // What depmod 30 writes for the same modules.
         assert!(dep.contains("kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"), "{dep}");
         assert!(dep.contains("kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"), "{dep}");
-        assert!(dep.starts_with("kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"), "{dep}");
+        assert!(
+            dep.starts_with(
+                "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
+            ),
+            "{dep}"
+        );
         assert!(dep.ends_with("kernel/extra/not-in-order.ko.xz: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"), "{dep}");
         assert_eq!(dep.lines().count(), 10);
     }
@@ -584,8 +604,18 @@ mod tests {
             crate::kernel::elf::tests::build(&[(".modinfo", format!("depends={d}\0").as_bytes())])
         };
         let time = Time::secs(0);
-        t.write_file(b"/usr/lib/modules/6.1.0-x/kernel/a.ko", &ko("b"), Meta::new(0o644, time)).unwrap();
-        t.write_file(b"/usr/lib/modules/6.1.0-x/kernel/b.ko", &ko(""), Meta::new(0o644, time)).unwrap();
+        t.write_file(
+            b"/usr/lib/modules/6.1.0-x/kernel/a.ko",
+            &ko("b"),
+            Meta::new(0o644, time),
+        )
+        .unwrap();
+        t.write_file(
+            b"/usr/lib/modules/6.1.0-x/kernel/b.ko",
+            &ko(""),
+            Meta::new(0o644, time),
+        )
+        .unwrap();
         t.insert(
             b"/lib",
             crate::tree::Inode::new(Kind::Symlink(b"usr/lib".to_vec()), Meta::new(0o777, time)),
@@ -597,9 +627,13 @@ mod tests {
         let idx = write_modules_dep(&mut t, "6.1.0-x", time).unwrap();
         assert_eq!(idx.modules.len(), 2);
         assert_eq!(
-            t.read_file(b"/usr/lib/modules/6.1.0-x/modules.dep").unwrap(),
+            t.read_file(b"/usr/lib/modules/6.1.0-x/modules.dep")
+                .unwrap(),
             b"kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n"
         );
-        assert!(matches!(index_tree(&t, "nope"), Err(ModuleError::NoModuleDir(_))));
+        assert!(matches!(
+            index_tree(&t, "nope"),
+            Err(ModuleError::NoModuleDir(_))
+        ));
     }
 }

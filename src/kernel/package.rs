@@ -106,11 +106,7 @@ pub struct Parts {
 /// `usr/lib/modules/**` into `tree` (root-owned, parents through the tree's own symlinks,
 /// so a merged-`/usr` base keeps its `/lib` link), everything else skipped. Times are
 /// clamped to `clamp` when given.
-pub fn extract_parts(
-    tree: &mut Tree,
-    data: &[u8],
-    clamp: Option<Time>,
-) -> Result<Parts, String> {
+pub fn extract_parts(tree: &mut Tree, data: &[u8], clamp: Option<Time>) -> Result<Parts, String> {
     let (_, reader) = crate::unpack::decompress(data).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(reader);
     let mut parts = Parts::default();
@@ -129,7 +125,9 @@ pub fn extract_parts(
                 let release = String::from_utf8_lossy(&file[8..]).into_owned();
                 let size = e.size();
                 if size > super::bzimage::MAX_VMLINUX {
-                    return Err(format!("/boot/vmlinuz-{release}: {size} bytes is too large"));
+                    return Err(format!(
+                        "/boot/vmlinuz-{release}: {size} bytes is too large"
+                    ));
                 }
                 let mut b = Vec::with_capacity(size as usize);
                 std::io::Read::read_to_end(&mut e, &mut b).map_err(|e| e.to_string())?;
@@ -160,7 +158,8 @@ pub fn extract_parts(
         let err = |x: TreeError| format!("{}: {x}", String::from_utf8_lossy(&raw));
         match h.entry_type() {
             tar::EntryType::Directory => {
-                tree.mkdir_all(&path, &parent, Follow::Scoped).map_err(err)?;
+                tree.mkdir_all(&path, &parent, Follow::Scoped)
+                    .map_err(err)?;
                 if let Some(id) = tree.lookup(&path) {
                     tree.inode_mut(id).meta = meta;
                 }
@@ -171,8 +170,13 @@ pub fn extract_parts(
                     .store_mut()
                     .ingest(&mut e, size)
                     .map_err(|x| x.to_string())?;
-                tree.insert(&path, Inode::new(Kind::File(c), meta), &parent, Follow::Scoped)
-                    .map_err(err)?;
+                tree.insert(
+                    &path,
+                    Inode::new(Kind::File(c), meta),
+                    &parent,
+                    Follow::Scoped,
+                )
+                .map_err(err)?;
                 if modules::is_module_file(&String::from_utf8_lossy(&path)) {
                     parts.modules += 1;
                     parts.module_bytes += size;
@@ -257,7 +261,10 @@ pub fn install(
         .map_err(|_| deb::DebError::NotDebian)?;
     let status = packages::parse_all("/var/lib/dpkg/status", &status_text)
         .map_err(|e| deb::DebError::Status(e.to_string()))?;
-    let arch = opts.arch.clone().unwrap_or_else(|| deb::native_arch(&status));
+    let arch = opts
+        .arch
+        .clone()
+        .unwrap_or_else(|| deb::native_arch(&status));
     let repos = sources::repositories(tree, opts).map_err(deb::DebError::from)?;
     let mut downloaded = 0u64;
     let avail = repo::load_all(&repos, &arch, cache, fetcher, opts.now, &mut downloaded)
@@ -273,12 +280,11 @@ pub fn install(
             package: current.clone(),
             why: e.to_string(),
         })?;
-        let parts = extract_parts(tree, d.data, clamp).map_err(|why| {
-            KernelPackageError::Archive {
+        let parts =
+            extract_parts(tree, d.data, clamp).map_err(|why| KernelPackageError::Archive {
                 package: current.clone(),
                 why,
-            }
-        })?;
+            })?;
         if let Some((release, vmlinuz)) = parts.vmlinuz {
             let time = clamp.unwrap_or(Time::secs(opts.now));
             let idx = modules::write_modules_dep(tree, &release, time)?;
@@ -366,28 +372,50 @@ mod tests {
             ("./boot/", None),
             ("./boot/vmlinuz-6.1.0-9-cloud-amd64", Some(b"bzImage")),
             ("./boot/System.map-6.1.0-9-cloud-amd64", Some(b"map")),
-            ("./lib/modules/6.1.0-9-cloud-amd64/kernel/drivers/virtio/virtio.ko", Some(&ko)),
-            ("./lib/modules/6.1.0-9-cloud-amd64/modules.builtin", Some(b"kernel/fs/ext4/ext4.ko\n")),
+            (
+                "./lib/modules/6.1.0-9-cloud-amd64/kernel/drivers/virtio/virtio.ko",
+                Some(&ko),
+            ),
+            (
+                "./lib/modules/6.1.0-9-cloud-amd64/modules.builtin",
+                Some(b"kernel/fs/ext4/ext4.ko\n"),
+            ),
             ("./usr/share/doc/linux-image/changelog.gz", Some(b"x")),
         ]);
         let mut t = Tree::new();
-        t.mkdir_all(b"/usr/lib", &Meta::new(0o755, Time::secs(0)), Follow::Scoped)
-            .unwrap();
+        t.mkdir_all(
+            b"/usr/lib",
+            &Meta::new(0o755, Time::secs(0)),
+            Follow::Scoped,
+        )
+        .unwrap();
         t.insert(
             b"/lib",
-            Inode::new(Kind::Symlink(b"usr/lib".to_vec()), Meta::new(0o777, Time::secs(0))),
+            Inode::new(
+                Kind::Symlink(b"usr/lib".to_vec()),
+                Meta::new(0o777, Time::secs(0)),
+            ),
             &Meta::new(0o755, Time::secs(0)),
             Follow::Scoped,
         )
         .unwrap();
         let p = extract_parts(&mut t, &tar, Some(Time::secs(1_000))).unwrap();
-        assert_eq!(p.vmlinuz, Some(("6.1.0-9-cloud-amd64".into(), b"bzImage".to_vec())));
+        assert_eq!(
+            p.vmlinuz,
+            Some(("6.1.0-9-cloud-amd64".into(), b"bzImage".to_vec()))
+        );
         assert_eq!(p.modules, 1);
         assert_eq!(p.releases, ["6.1.0-9-cloud-amd64"]);
-        assert!(t.lookup(b"/boot").is_none(), "/boot stays out of the rootfs");
+        assert!(
+            t.lookup(b"/boot").is_none(),
+            "/boot stays out of the rootfs"
+        );
         assert!(t.lookup(b"/usr/share/doc").is_none());
         // Merged /usr: the /lib link is kept, the files land under /usr/lib.
-        assert!(matches!(t.inode(t.lookup_nofollow(b"/lib").unwrap()).kind, Kind::Symlink(_)));
+        assert!(matches!(
+            t.inode(t.lookup_nofollow(b"/lib").unwrap()).kind,
+            Kind::Symlink(_)
+        ));
         let id = t
             .lookup(b"/usr/lib/modules/6.1.0-9-cloud-amd64/kernel/drivers/virtio/virtio.ko")
             .unwrap();
@@ -410,7 +438,9 @@ mod tests {
         b.append(&h, &b"x"[..]).unwrap();
         let tar = b.into_inner().unwrap();
         let mut t = Tree::new();
-        assert!(extract_parts(&mut t, &tar, None).unwrap_err().contains("climbs"));
+        assert!(extract_parts(&mut t, &tar, None)
+            .unwrap_err()
+            .contains("climbs"));
     }
 
     #[test]
@@ -421,7 +451,10 @@ mod tests {
              Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n",
         )
         .unwrap();
-        assert_eq!(next_image(&p[0]).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
+        assert_eq!(
+            next_image(&p[0]).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
         let q = packages::parse_all(
             "t",
             "Package: linux-image-6.1.0-56-cloud-amd64\nVersion: 6.1.192-2\nArchitecture: amd64\n\
