@@ -4,6 +4,7 @@
 pub mod build;
 pub mod export;
 pub mod image;
+pub mod kernel;
 pub mod mkfs;
 pub mod progress;
 pub mod pull;
@@ -28,6 +29,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Flatten an image's layers into one rootfs tar (like crane export).
     Export(export::ExportArgs),
+    /// Kernel tools: bzImage → ELF, modules.dep, module closures, initramfs.
+    Kernel(kernel::KernelArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -38,6 +41,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mkfs(args) => mkfs::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
+        Command::Kernel(args) => kernel::run(args),
     }
 }
 
