@@ -5,6 +5,7 @@ mod apk;
 mod common;
 mod deb;
 mod init_boot;
+mod kernel;
 mod mkfs;
 mod mkfs_prop;
 mod oci;
