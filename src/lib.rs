@@ -15,6 +15,8 @@ pub mod ext4;
 pub mod fetch;
 pub mod kernel;
 pub mod oci;
+pub mod overlay;
 pub mod pkg;
+pub mod recipe;
 pub mod tree;
 pub mod unpack;

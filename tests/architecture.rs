@@ -77,3 +77,34 @@ fn only_the_ext4_module_names_mkext4() {
         check(module, &["mkext4::"]);
     }
 }
+
+#[test]
+fn overlay_and_recipes_stay_pure() {
+    // The overlay edits the tree only; recipes parse and validate text (they may use the
+    // pure reference and platform parsers of `oci`, never a source or the network).
+    let io = [
+        "crate::cli",
+        "crate::build",
+        "crate::pkg",
+        "crate::fetch",
+        "crate::cache",
+        "tokio",
+        "ureq",
+        "oci_client",
+        "std::fs",
+        "std::net",
+    ];
+    check(
+        "overlay",
+        &[&io[..], &["crate::oci", "crate::recipe"]].concat(),
+    );
+    // (A recipe file is read by `recipe::load`, so `std::fs` is allowed there.)
+    check(
+        "recipe",
+        &[
+            &io[..8],
+            &["crate::overlay", "crate::oci::registry", "std::net"],
+        ]
+        .concat(),
+    );
+}

@@ -174,8 +174,22 @@ pub fn open_image(
     args: &ImageArgs,
     show: Show,
 ) -> anyhow::Result<Box<dyn ImageSource>> {
+    open_image_in(reference, args, show, None)
+}
+
+/// Like [`open_image`], with the blob cache at `cache_root` when given (else the
+/// environment's).
+pub fn open_image_in(
+    reference: &str,
+    args: &ImageArgs,
+    show: Show,
+    cache_root: Option<&std::path::Path>,
+) -> anyhow::Result<Box<dyn ImageSource>> {
     let r: ImageRef = reference.parse()?;
-    let env = Env::read();
+    let mut env = Env::read();
+    if let Some(root) = cache_root {
+        env.cache = Some(root.to_path_buf());
+    }
     let cache = match (&r, &env.cache) {
         (ImageRef::Docker(_), Some(root)) => Some(Cache::open(root).with_context(|| {
             format!(

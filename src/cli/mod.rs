@@ -2,6 +2,7 @@
 //! (`SOURCE_DATE_EPOCH`), progress bars on a terminal and `--json` for programs.
 
 pub mod build;
+pub mod build_plan;
 pub mod export;
 pub mod image;
 pub mod kernel;

@@ -31,6 +31,49 @@ struct Repo {
     out: PathBuf,
     url: String,
     key: PathBuf,
+    /// The minirootfs with the test key added to `/etc/apk/keys` (the acceptance setup: the
+    /// key is trusted because the image holds it, not because of a flag).
+    keyed_base: PathBuf,
+}
+
+/// How a build trusts the test repository's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// It does not.
+    No,
+    /// `--apk-key FILE`.
+    Flag,
+    /// The base image holds the key in `/etc/apk/keys`.
+    Image,
+}
+
+/// Copies the gzip tarball `base` to `out`, adding `key` as `etc/apk/keys/<name>` (owner,
+/// mode and time copied from the image's own keys).
+fn add_key_to_base(base: &Path, key: &Path, out: &Path) {
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(fs::File::open(base).unwrap()));
+    let gz =
+        flate2::write::GzEncoder::new(fs::File::create(out).unwrap(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    let mut key_header = None;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let path = e.path().unwrap().into_owned();
+        let rel = path.to_string_lossy();
+        let rel = rel.trim_start_matches("./");
+        if rel.starts_with("etc/apk/keys/") && rel.ends_with(".pub") {
+            key_header = Some(h.clone());
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        b.append_data(&mut h, &path, data.as_slice()).unwrap();
+    }
+    let bytes = fs::read(key).unwrap();
+    let mut h = key_header.expect("the minirootfs has keys in /etc/apk/keys");
+    h.set_size(bytes.len() as u64);
+    let name = Path::new("etc/apk/keys").join(key.file_name().unwrap());
+    b.append_data(&mut h, &name, bytes.as_slice()).unwrap();
+    b.into_inner().unwrap().finish().unwrap();
 }
 
 /// A minimal static file server for `root` on 127.0.0.1 (dies with the test process).
@@ -219,7 +262,14 @@ fn repo() -> &'static Repo {
             .unwrap()
             .path();
         let url = serve(r);
-        Repo { out, url, key }
+        let keyed_base = tmp.join("minirootfs-with-test-key.tar.gz");
+        add_key_to_base(&common::fixture(BASE), &key, &keyed_base);
+        Repo {
+            out,
+            url,
+            key,
+            keyed_base,
+        }
     })
 }
 
@@ -242,12 +292,16 @@ fn resign_with_slash(path: &Path) {
     fs::write(path, out).unwrap();
 }
 
-fn build_cmd(repo_path: &str, out: &Path, cache: &Path, trust: bool) -> Command {
+fn build_cmd(repo_path: &str, out: &Path, cache: &Path, trust: Trust) -> Command {
     let r = repo();
+    let base = match trust {
+        Trust::Image => r.keyed_base.clone(),
+        Trust::No | Trust::Flag => common::fixture(BASE),
+    };
     let mut c = common::rootsmith();
     c.arg("build")
         .arg("--base")
-        .arg(format!("rootfs:{}", common::fixture(BASE).display()))
+        .arg(format!("rootfs:{}", base.display()))
         .arg("--apk-repository")
         .arg(format!("{}/{repo_path}", r.url))
         .arg("--out")
@@ -256,7 +310,7 @@ fn build_cmd(repo_path: &str, out: &Path, cache: &Path, trust: bool) -> Command 
         .arg(cache)
         .arg("--json")
         .env("SOURCE_DATE_EPOCH", "1700000000");
-    if trust {
+    if trust == Trust::Flag {
         c.arg("--apk-key").arg(&r.key);
     }
     c
@@ -417,7 +471,7 @@ fn apk_install_resolves_verifies_and_records() {
     let cache = tmp.path().join("cache");
     let out = tmp.path().join("out");
     let lock = tmp.path().join("apk.lock");
-    let mut c = build_cmd("main", &out, &cache, true);
+    let mut c = build_cmd("main", &out, &cache, Trust::Image);
     for w in WORLD {
         c.arg("-p").arg(w);
     }
@@ -455,7 +509,7 @@ fn apk_install_resolves_verifies_and_records() {
 
     // Warm: same cache, pinned by the lock, no network.
     let out2 = tmp.path().join("out2");
-    let mut c = build_cmd("main", &out2, &cache, true);
+    let mut c = build_cmd("main", &out2, &cache, Trust::Image);
     for w in WORLD {
         c.arg("-p").arg(w);
     }
@@ -479,7 +533,7 @@ fn apk_install_resolves_verifies_and_records() {
     // A lock naming a version the repository does not have fails.
     fs::write(&lock, lock_text.replace("ver 1.2_p1-r0", "ver 9.9-r0")).unwrap();
     let out3 = tmp.path().join("out3");
-    let mut c = build_cmd("main", &out3, &cache, true);
+    let mut c = build_cmd("main", &out3, &cache, Trust::Flag);
     for w in WORLD {
         c.arg("-p").arg(w);
     }
@@ -499,7 +553,7 @@ fn apk_install_resolves_verifies_and_records() {
     )
     .unwrap();
     let out4 = tmp.path().join("out4");
-    let mut c = build_cmd("main", &out4, &cache, true);
+    let mut c = build_cmd("main", &out4, &cache, Trust::Flag);
     for w in WORLD {
         c.arg("-p").arg(w);
     }
@@ -553,7 +607,12 @@ fn apk_install_resolves_verifies_and_records() {
 fn expect_failure(repo_path: &str, packages: &[&str], trust: bool, needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let mut c = build_cmd(repo_path, &out, &tmp.path().join("cache"), trust);
+    let mut c = build_cmd(
+        repo_path,
+        &out,
+        &tmp.path().join("cache"),
+        if trust { Trust::Image } else { Trust::No },
+    );
     for p in packages {
         c.arg("-p").arg(p);
     }
@@ -908,7 +967,7 @@ fn apk_build_needs_no_root() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let mut c = build_cmd("main", &out, &tmp.path().join("cache"), true);
+    let mut c = build_cmd("main", &out, &tmp.path().join("cache"), Trust::Flag);
     c.arg("-p").arg("app");
     let mut cmd = if common::is_root() {
         if !common::require(common::have("setpriv"), "setpriv (util-linux)") {

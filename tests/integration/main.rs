@@ -2,6 +2,7 @@
 //! loop device or a tool say why they skip outside CI; under `CI=true` they must run.
 
 mod apk;
+mod build;
 mod common;
 mod deb;
 mod init_boot;

@@ -408,6 +408,11 @@ pub fn resolve(
                     why,
                 })
             }
+            // Like apt: a package the base already has is "already the newest version"
+            // even when no index lists it (bash in a repository holding only a closure).
+            Err(_) if atom.constraint.is_none() && installed.pkgs.contains_key(&atom.name) => {
+                continue
+            }
             Err(_) => return Err(ResolveError::NotFound(r.clone())),
         };
         if installed
@@ -583,6 +588,16 @@ mod tests {
             resolve(&a, &Installed::default(), "amd64", &["nope".into()], false),
             Err(ResolveError::NotFound(_))
         ));
+        // Regression: a requested package the base has, in no index, is already installed.
+        let has_bash = Installed::new(
+            parse_all(
+                "status",
+                "Package: bash\nStatus: install ok installed\nVersion: 5.2\n",
+            )
+            .unwrap(),
+        );
+        let p = resolve(&a, &has_bash, "amd64", &["bash".into()], false).unwrap();
+        assert!(p.order.is_empty());
         let inst = Installed::new(
             parse_all(
                 "status",
