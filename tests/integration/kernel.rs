@@ -524,3 +524,151 @@ fn boot_with_smolvm_args(r: &Repo, dir: &Path, init: &Path, initrd: &Path) {
         up.as_secs_f64()
     );
 }
+
+fn debugfs_cat(img: &Path, path: &str) -> Option<String> {
+    let o = Command::new(crate::common::which("debugfs")?)
+        .args(["-R", &format!("cat {path}")])
+        .arg(img)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    (o.status.success() && !o.stdout.is_empty())
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn kernel_build_with_a_kernel_package_writes_elf_initrd_and_modules() {
+    let Some(r) = repo() else { return };
+    let Some(init) = crate::init_boot::build_init() else {
+        assert!(!crate::common::in_ci(), "cargo build-init failed");
+        return;
+    };
+    let dir = tempdir("build");
+    let out = dir.join("out");
+    let base = format!("rootfs:{FIXTURES}/base/{BASE}");
+    let args = |extra: &[&str]| {
+        let mut c = rootsmith();
+        c.args(["build", "--base", &base, "--package", "openssh-server"])
+            .args(["--apt-mirror", &r.url, "--apt-key"])
+            .arg(&r.key)
+            .arg("--init")
+            .arg(&init)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        c
+    };
+    let t0 = Instant::now();
+    let o = args(&[
+        "--kernel-package",
+        "linux-image-cloud-amd64",
+        "--kernel-format",
+        "elf",
+        "--initramfs",
+        "--json",
+    ])
+    .output()
+    .expect("run rootsmith build");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    eprintln!(
+        "build with a kernel package: {:.2}s, stages {}, kernel_package {}",
+        t0.elapsed().as_secs_f64(),
+        j["stages"],
+        j["kernel_package"]["release"]
+    );
+    // vmlinux.bin is the ELF, initrd.img the initramfs, both beside rootfs.ext4.
+    let vmlinux = std::fs::read(out.join("vmlinux.bin")).expect("vmlinux.bin");
+    bzimage::check_elf_x86_64(&vmlinux).expect("vmlinux.bin is an x86-64 ELF");
+    assert_eq!(
+        j["kernel_path"],
+        out.join("vmlinux.bin").display().to_string()
+    );
+    assert_eq!(
+        j["initrd_path"],
+        out.join("initrd.img").display().to_string()
+    );
+    let gz = std::fs::read(out.join("initrd.img")).expect("initrd.img");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw)
+        .expect("gunzip");
+    let names: Vec<String> = rootsmith::kernel::cpio::entries(&raw)
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(names.iter().any(|n| n == "init"));
+    assert!(
+        names.iter().any(|n| n.ends_with("/virtio_blk.ko")),
+        "{names:?}"
+    );
+    let kp = &j["kernel_package"];
+    assert_eq!(kp["format"], "elf");
+    assert_eq!(
+        kp["network"]["load"].as_array().map(Vec::len),
+        Some(8),
+        "{kp}"
+    );
+    assert!(kp["initramfs_modules"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|x| x == "virtio_blk")));
+    // The package set is openssh-server's: nothing the kernel package depends on.
+    let pkgs: Vec<&str> = j["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for absent in [
+        "kmod",
+        "initramfs-tools",
+        "linux-base",
+        "linux-image-cloud-amd64",
+    ] {
+        assert!(!pkgs.contains(&absent), "{absent} was installed: {pkgs:?}");
+    }
+    let img = out.join("rootfs.ext4");
+    assert_eq!(crate::common::fsck(&img), 0, "e2fsck -fn");
+    if require(have("debugfs"), "debugfs (e2fsprogs)") {
+        let release = kp["release"].as_str().expect("release");
+        let prov =
+            debugfs_cat(&img, package::PROVENANCE).expect("/etc/rootsmith/kernel in the image");
+        assert!(prov.contains(&format!("release={release}\n")), "{prov}");
+        let dep = debugfs_cat(&img, &format!("/usr/lib/modules/{release}/modules.dep"))
+            .or_else(|| debugfs_cat(&img, &format!("/lib/modules/{release}/modules.dep")))
+            .expect("modules.dep in the image");
+        assert!(
+            dep.contains("kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko"),
+            "modules.dep"
+        );
+        let status = debugfs_cat(&img, "/var/lib/dpkg/status").expect("dpkg status");
+        assert!(
+            !status.contains("Package: linux-image"),
+            "dpkg knows the kernel"
+        );
+    }
+    // Flags that need a kernel package, and a package that is not there: clear errors.
+    let o = args(&["--initramfs"]).output().expect("run");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--kernel-package"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = args(&["--kernel-package", "linux-image-nonexistent"])
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("linux-image-nonexistent") && err.contains("repositories"),
+        "{err}"
+    );
+    // The failed builds left the previous outputs alone.
+    assert_eq!(
+        std::fs::read(out.join("vmlinux.bin")).expect("still there"),
+        vmlinux
+    );
+}
