@@ -849,6 +849,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("kernel.sha256"), "{e}");
+        let e = p("[kernel]\npath = \"vmlinux\"\ninitramfs = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kernel.initramfs") && e.contains("kernel.package"),
+            "{e}"
+        );
+        let e = p("[kernel]\npackage = \"linux-image-cloud-amd64\"\nformat = \"pe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kernel.format"), "{e}");
+        assert_eq!(
+            p("[kernel]\npackage = \"linux-image-cloud-amd64\"\nformat = \"elf\"\ninitramfs = true\n")
+                .unwrap()
+                .kernel,
+            Some(Kernel::Package {
+                package: "linux-image-cloud-amd64".into(),
+                format: Some("elf".into()),
+                initramfs: true
+            })
+        );
         let e = p("authorized_keys = [\"hello\"]\n")
             .unwrap_err()
             .to_string();
