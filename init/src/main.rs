@@ -210,7 +210,18 @@ fn pid1() {
     host::write_hosts(&hostname);
     // Modules and network on their own thread, after the services are spawned: nothing
     // waits for module loading or DHCP.
-    let modules_wanted = cfg.modules.clone();
+    let mut modules_wanted = cfg.modules.clone();
+    match std::fs::read_to_string(modules::CONFIG) {
+        Ok(text) => {
+            for m in modules::parse_config(&text) {
+                if !modules_wanted.contains(&m) {
+                    modules_wanted.push(m);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("{}: {e}", modules::CONFIG),
+    }
     let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
     let net_thread = std::thread::Builder::new()
         .name("net".into())

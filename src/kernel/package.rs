@@ -8,7 +8,8 @@
 //! What lands where: `/boot/vmlinuz-<release>` is returned (it becomes `vmlinux.bin`, not a
 //! file of the rootfs); `/lib/modules/<release>/` goes into the tree with a generated
 //! `modules.dep`; `/etc/rootsmith/kernel` records the package, version, `.deb` sha256 and
-//! the modules the VM needs. **dpkg is left unaware**: the kernel package is not added to
+//! the modules the VM needs, and `/etc/rootsmith/modules` lists the network modules for
+//! rootsmith-init to load at every boot (no `rootsmith.modules=` needed). **dpkg is left unaware**: the kernel package is not added to
 //! `/var/lib/dpkg/status`, because its `Depends` (kmod, initramfs-tools) are deliberately
 //! absent and recording it would leave the database with unmet dependencies (`apt-get
 //! check` fails). The module files are unowned, which dpkg accepts when a kernel package is
@@ -27,6 +28,8 @@ use super::modules::{self, Closure, ModuleError};
 const MAX_HOPS: usize = 4;
 /// Where the provenance of the installed kernel is written in the image.
 pub const PROVENANCE: &str = "/etc/rootsmith/kernel";
+/// The modules rootsmith-init loads at every boot (virtio-net and its dependencies).
+pub const MODULES_CONFIG: &str = "/etc/rootsmith/modules";
 
 /// Why a kernel package could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +311,18 @@ pub fn install(
                 provenance(&k).as_bytes(),
                 Meta::new(0o644, time),
             )?;
+            if !k.network.load.is_empty() {
+                let text = format!(
+                    "# loaded by rootsmith-init at boot, dependencies first ({})\n{}\n",
+                    k.release,
+                    k.network.load.join("\n")
+                );
+                tree.write_file(
+                    MODULES_CONFIG.as_bytes(),
+                    text.as_bytes(),
+                    Meta::new(0o644, time),
+                )?;
+            }
             return Ok(k);
         }
         current = next_image(&a.pkg).ok_or_else(|| KernelPackageError::NoKernel {

@@ -428,19 +428,105 @@ fn kernel_initramfs_lists_with_cpio_is_reproducible_and_boots_smolvm_args() {
     boot_with_smolvm_args(r, &dir, &init, &one);
 }
 
-/// Boots the cloud kernel with the initramfs and a rootfs holding only /init and the
-/// modules, with SmolVM's exact arguments on virtio-blk; waits for the real init's network.
-fn boot_with_smolvm_args(r: &Repo, dir: &Path, init: &Path, initrd: &Path) {
-    let qemu = Command::new("bash")
+/// QEMU from `../shared/fixtures/qemu.sh` (None, after saying why, outside CI).
+fn qemu() -> Option<PathBuf> {
+    let q = Command::new("bash")
         .arg(format!("{FIXTURES}/qemu.sh"))
         .stderr(Stdio::inherit())
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if !require(qemu.is_some(), "QEMU (../shared/fixtures/qemu.sh)") {
-        return;
+    require(q.is_some(), "QEMU (../shared/fixtures/qemu.sh)").then_some(q?)
+}
+
+/// SmolVM's boot arguments for QEMU (the key is a placeholder).
+const SMOLVM_ARGS: &str = "console=ttyS0 reboot=k panic=1 root=/dev/vda rw init=/init \
+    ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off smolvm.authorized_key_b64=c3NoLWVkMjU1MTkgQUFBQUMzTnphQzFsWkRJMU5URTVBQUFBSUhKdmIzUnpiV2wwYUMxMFpYTjBMV3RsZVMxdWIzUXRZUzF5WldGc0xXOXVaUSB0ZXN0Cg==";
+
+/// Boots `kernel` + `initrd` with `img` on virtio-blk, a virtio NIC and SmolVM's exact
+/// arguments, until `want` appears on the console (or 120 s). Returns the console and
+/// the time from QEMU's start.
+fn boot_smolvm(
+    qemu: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    img: &Path,
+    dir: &Path,
+    want: &str,
+) -> (String, Duration) {
+    let serial = dir.join("serial.log");
+    let _ = std::fs::remove_file(&serial);
+    let t0 = Instant::now();
+    let mut child = Command::new(qemu)
+        .args(["-machine", "q35,accel=tcg", "-m", "512", "-smp", "1"])
+        .args([
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(SMOLVM_ARGS.split_whitespace().collect::<Vec<_>>().join(" "))
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=d0,format=raw,snapshot=on",
+            img.display()
+        ))
+        .args(["-device", "virtio-blk-pci,drive=d0"])
+        .args([
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start qemu");
+    let console =
+        || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+    let mut up = None;
+    while t0.elapsed() < Duration::from_secs(120) {
+        if console().contains(want) {
+            up = Some(t0.elapsed());
+            break;
+        }
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("QEMU exited ({s}) before {want:?}:\n{}", console());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = console();
+    let up = up.unwrap_or_else(|| panic!("no {want:?} within 120 s:\n{text}"));
+    // The initramfs loaded the modules, switched root, and the image's /init took over.
+    let pos = |s: &str| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("no {s:?} on the console:\n{text}"))
+    };
+    assert!(pos("rootsmith-init: initramfs-start") < pos("virtio_blk virtio"));
+    assert!(
+        pos("rootsmith-init: initramfs: switching to /init on /dev/vda")
+            < pos("rootsmith-init: init-start")
+    );
+    assert!(text.contains("EXT4-fs (vda): mounted filesystem"));
+    (text, up)
+}
+
+/// Boots the cloud kernel's bzImage with the initramfs and a rootfs holding only /init and
+/// the modules; waits for the real init's network.
+fn boot_with_smolvm_args(r: &Repo, dir: &Path, init: &Path, initrd: &Path) {
+    let Some(qemu) = qemu() else { return };
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("lib")).expect("mkdir");
     std::fs::copy(init, root.join("init")).expect("copy init");
@@ -459,58 +545,15 @@ fn boot_with_smolvm_args(r: &Repo, dir: &Path, init: &Path, initrd: &Path) {
         .output()
         .expect("mkfs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let serial = dir.join("serial.log");
-    let t0 = Instant::now();
-    let mut child = Command::new(qemu.expect("checked"))
-        .args(["-machine", "q35,accel=tcg", "-m", "512", "-smp", "1"])
-        .args(["-display", "none", "-nodefaults", "-no-reboot", "-monitor", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-kernel")
-        .arg(r.unpacked.join(format!("boot/vmlinuz-{}", r.release)))
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg("console=ttyS0 reboot=k panic=1 root=/dev/vda rw init=/init ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off")
-        .arg("-drive")
-        .arg(format!("file={},if=none,id=d0,format=raw,snapshot=on", img.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0"])
-        .args(["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start qemu");
-    let console =
-        || String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
-    let mut up = None;
-    while t0.elapsed() < Duration::from_secs(120) {
-        if console().contains("rootsmith-init: net-ready") {
-            up = Some(t0.elapsed());
-            break;
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!(
-                "QEMU exited ({s}) before the network came up:\n{}",
-                console()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = console();
-    let up = up.unwrap_or_else(|| panic!("no net-ready within 120 s:\n{text}"));
-    let pos = |s: &str| {
-        text.find(s)
-            .unwrap_or_else(|| panic!("no {s:?} on the console:\n{text}"))
-    };
-    // The initramfs loaded the modules, switched root, and the image's /init took over.
-    assert!(pos("rootsmith-init: initramfs-start") < pos("virtio_blk virtio"));
-    assert!(
-        pos("rootsmith-init: initramfs: switching to /init on /dev/vda")
-            < pos("rootsmith-init: init-start")
+    let kernel = r.unpacked.join(format!("boot/vmlinuz-{}", r.release));
+    let (text, up) = boot_smolvm(
+        &qemu,
+        &kernel,
+        initrd,
+        &img,
+        dir,
+        "rootsmith-init: net-ready",
     );
-    assert!(text.contains("EXT4-fs (vda): mounted filesystem"));
     assert!(
         text.contains("eth0: 10.0.2.15/24 gateway 10.0.2.2"),
         "{text}"
@@ -520,7 +563,7 @@ fn boot_with_smolvm_args(r: &Repo, dir: &Path, init: &Path, initrd: &Path) {
         .find(|l| l.starts_with("rootsmith-init: modules: loaded"))
         .unwrap_or_default();
     eprintln!(
-        "boot through the initramfs: net-ready {:.2}s after QEMU start; {line}",
+        "bzImage boot through the initramfs: net-ready {:.2}s after QEMU start; {line}",
         up.as_secs_f64()
     );
 }
@@ -643,11 +686,30 @@ fn kernel_build_with_a_kernel_package_writes_elf_initrd_and_modules() {
             dep.contains("kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko"),
             "modules.dep"
         );
+        let mods = debugfs_cat(&img, package::MODULES_CONFIG).expect("/etc/rootsmith/modules");
+        assert!(mods.trim_end().ends_with("virtio_net"), "{mods}");
         let status = debugfs_cat(&img, "/var/lib/dpkg/status").expect("dpkg status");
         assert!(
             !status.contains("Package: linux-image"),
             "dpkg knows the kernel"
         );
+    }
+    // The image boots its ELF kernel (PVH entry under QEMU, as Firecracker loads it) through
+    // its initramfs with SmolVM's exact arguments, and sshd starts.
+    if let Some(q) = qemu() {
+        let (text, up) = boot_smolvm(
+            &q,
+            &out.join("vmlinux.bin"),
+            &out.join("initrd.img"),
+            &img,
+            &dir,
+            "Server listening on",
+        );
+        assert!(
+            text.contains("eth0: 10.0.2.15/24 gateway 10.0.2.2"),
+            "{text}"
+        );
+        eprintln!("built image (ELF kernel, initramfs, SmolVM args): sshd listening {:.2}s after QEMU start", up.as_secs_f64());
     }
     // Flags that need a kernel package, and a package that is not there: clear errors.
     let o = args(&["--initramfs"]).output().expect("run");
