@@ -13,6 +13,7 @@ pub mod etc;
 pub mod export;
 pub mod ext4;
 pub mod fetch;
+pub mod images;
 pub mod kernel;
 pub mod oci;
 pub mod overlay;

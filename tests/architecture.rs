@@ -66,6 +66,21 @@ fn the_core_never_imports_upward_or_the_network() {
         check(module, &upward);
     }
     check("tree", &["crate::ext4", "crate::unpack", "crate::overlay"]);
+    // The image manager handles finished images: files, HTTP and digests only.
+    check(
+        "images",
+        &[
+            "crate::cli",
+            "crate::build",
+            "crate::oci",
+            "crate::pkg",
+            "crate::tree",
+            "crate::ext4",
+            "crate::unpack",
+            "tokio",
+            "oci_client",
+        ],
+    );
 }
 
 #[test]
@@ -87,7 +102,7 @@ fn kernel_stays_below_the_pipeline() {
 fn only_the_ext4_module_names_mkext4() {
     for module in [
         "tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch",
-        "kernel", "boot",
+        "kernel", "boot", "images",
     ] {
         check(module, &["mkext4::"]);
     }

@@ -5,6 +5,7 @@ pub mod build;
 pub mod build_plan;
 pub mod export;
 pub mod image;
+pub mod images;
 pub mod kernel;
 pub mod mkfs;
 pub mod progress;
@@ -32,6 +33,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Kernel tools: bzImage → ELF, modules.dep, module closures, initramfs.
     Kernel(kernel::KernelArgs),
+    /// The SmolVM image cache: list, download (verified), remove and publish images.
+    Images(images::ImagesArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -43,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
         Command::Kernel(args) => kernel::run(args),
+        Command::Images(args) => images::run(args),
     }
 }
 

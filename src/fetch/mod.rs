@@ -1,9 +1,14 @@
 //! Blocking HTTP (plain `http://`) and `file:` downloads for package mirrors: a few retries
-//! on transient failures, a size cap, and reads verified against an expected SHA-256.
+//! on transient failures, a size cap, and reads verified against an expected SHA-256;
+//! [`stream`] opens large bodies (VM images) as readers instead.
+
+pub mod stream;
 
 use std::time::Duration;
 
 use crate::digest::Digest;
+
+pub use stream::Body;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]

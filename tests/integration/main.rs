@@ -5,6 +5,7 @@ mod apk;
 mod build;
 mod common;
 mod deb;
+mod images;
 mod init_boot;
 mod kernel;
 mod mkfs;
