@@ -1,8 +1,9 @@
-//! The kernel put beside the image as `vmlinux.bin`: downloaded and checked against its
-//! SHA-256 (kept in the blob cache by that digest, so the next build is offline), or copied
-//! from a host file. Staged to a temp file in the output directory for the caller to rename.
+//! The kernel put beside the image as `vmlinux.bin`: downloaded (http or https, streamed and
+//! capped) and checked against its SHA-256, then kept in the blob cache by that digest so the
+//! next build is offline; or copied from a host file. Staged to a temp file in the output
+//! directory for the caller to rename.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cache::Cache;
@@ -51,6 +52,9 @@ impl KernelSource {
     }
 }
 
+/// The largest kernel accepted.
+const MAX_KERNEL: u64 = 512 << 20;
+
 /// The kernel bytes, checked against their digest.
 fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>, BuildError> {
     match src {
@@ -58,15 +62,28 @@ fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>
             if let Some(b) = cache.read_any(sha256) {
                 return Ok(b);
             }
-            let b = fetcher
-                .get_verified(url, sha256, None)
-                .map_err(|e| match e {
-                    crate::fetch::FetchError::Mismatch { got, .. } => BuildError::Kernel(format!(
-                        "{url}: the download has {got}, not the kernel.sha256 {sha256}; \
+            // Streamed (http, https or file:), capped, then checked against the recipe.
+            let body = fetcher
+                .open(url)
+                .map_err(|e| BuildError::Kernel(e.to_string()))?;
+            let mut b = Vec::new();
+            body.reader
+                .take(MAX_KERNEL + 1)
+                .read_to_end(&mut b)
+                .map_err(|e| BuildError::Kernel(format!("{url}: {e}")))?;
+            if b.len() as u64 > MAX_KERNEL {
+                return Err(BuildError::Kernel(format!(
+                    "{url}: larger than {} MiB; is this a kernel?",
+                    MAX_KERNEL >> 20
+                )));
+            }
+            let got = Digest::of(&b);
+            if got != *sha256 {
+                return Err(BuildError::Kernel(format!(
+                    "{url}: the download has {got}, not the kernel.sha256 {sha256}; \
                      the download is corrupt or the recipe's hash is wrong"
-                    )),
-                    e => BuildError::Kernel(e.to_string()),
-                })?;
+                )));
+            }
             let _ = cache.put(*sha256, &b);
             Ok(b)
         }

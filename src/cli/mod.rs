@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build an image: a base, packages installed into it, an ext4 image in --out.
+    /// Build an image from a recipe (or --base and --package): rootfs.ext4 in --out or the SmolVM cache.
     Build(Box<build::BuildArgs>),
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
