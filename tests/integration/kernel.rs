@@ -335,6 +335,26 @@ fn kernel_bzimage_to_elf_matches_file_and_bad_input_is_refused() {
     // The header-less path gives the same ELF (extract-vmlinux's scan).
     let scanned = bzimage::scan(&std::fs::read(&bz).expect("bz")).expect("scan");
     assert_eq!(scanned.elf, elf);
+    // The module tools on the unpacked package: the closure the boot command line needs.
+    let o = rootsmith()
+        .args(["kernel", "closure", "--json"])
+        .arg(&r.unpacked)
+        .args(["virtio_pci", "virtio_net", "ext4"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(c["release"], r.release.as_str());
+    assert_eq!(c["load"].as_array().map(Vec::len), Some(8), "{c}");
+    assert_eq!(c["builtin"], serde_json::json!(["ext4"]));
+    let o = rootsmith()
+        .args(["kernel", "closure"])
+        .arg(&r.unpacked)
+        .arg("no_such_module")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no_such_module"));
     // Not a kernel: a clear error, nothing written.
     let bad = dir.join("bad.out");
     let o = rootsmith()
