@@ -29,6 +29,8 @@ pub enum KernelSource {
         /// Its digest.
         sha256: Digest,
     },
+    /// A distribution kernel package (see [`super::kernel_package`]).
+    Package(super::kernel_package::PackageKernel),
 }
 
 impl KernelSource {
@@ -36,6 +38,16 @@ impl KernelSource {
     pub fn digest(&self) -> Digest {
         match self {
             KernelSource::Url { sha256, .. } | KernelSource::Path { sha256, .. } => *sha256,
+            // Not known before the repositories are read: the request itself.
+            KernelSource::Package(p) => Digest::of(
+                format!(
+                    "package:{} format:{} initramfs:{}",
+                    p.name,
+                    p.format.name(),
+                    p.initramfs
+                )
+                .as_bytes(),
+            ),
         }
     }
 }
@@ -87,6 +99,10 @@ fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>
             }
             Ok(b)
         }
+        KernelSource::Package(p) => Err(BuildError::Kernel(format!(
+            "kernel package {:?} is staged by the kernel_package stage",
+            p.name
+        ))),
     }
 }
 
@@ -100,16 +116,26 @@ pub fn stage(
     fetcher: &Fetcher,
 ) -> Result<(tempfile::NamedTempFile, u64), BuildError> {
     let b = bytes(src, cache, fetcher)?;
+    write_temp(&b, dir, prefix, "vmlinux.bin.part")
+}
+
+/// Writes `b` to a synced 0644 temp file in `dir` named `<prefix>…<suffix>`.
+pub fn write_temp(
+    b: &[u8],
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(tempfile::NamedTempFile, u64), BuildError> {
     let io = |e: std::io::Error| BuildError::Output {
         path: dir.display().to_string(),
-        why: format!("writing the kernel: {e}"),
+        why: format!("writing {}: {e}", suffix.trim_end_matches(".part")),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(prefix)
-        .suffix("vmlinux.bin.part")
+        .suffix(suffix)
         .tempfile_in(dir)
         .map_err(io)?;
-    tmp.write_all(&b).map_err(io)?;
+    tmp.write_all(b).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     {
         use std::os::unix::fs::PermissionsExt;

@@ -6,6 +6,7 @@ pub mod build_plan;
 pub mod export;
 pub mod image;
 pub mod images;
+pub mod kernel;
 pub mod mkfs;
 pub mod progress;
 pub mod pull;
@@ -30,6 +31,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Flatten an image's layers into one rootfs tar (like crane export).
     Export(export::ExportArgs),
+    /// Kernel tools: bzImage → ELF, modules.dep, module closures, initramfs.
+    Kernel(kernel::KernelArgs),
     /// The SmolVM image cache: list, download (verified), remove and publish images.
     Images(images::ImagesArgs),
 }
@@ -42,6 +45,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mkfs(args) => mkfs::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
+        Command::Kernel(args) => kernel::run(args),
         Command::Images(args) => images::run(args),
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod deb;
 mod images;
 mod init_boot;
+mod kernel;
 mod mkfs;
 mod mkfs_prop;
 mod oci;
