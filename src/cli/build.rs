@@ -167,24 +167,45 @@ impl Target {
     /// Creates and locks `dir` (waiting for a concurrent build of the same output).
     fn open(dir: &Path) -> anyhow::Result<Target> {
         use fs4::fs_std::FileExt;
+        use std::os::unix::fs::MetadataExt;
         let created = !dir.exists();
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let lock_path = dir.join(LOCK);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot create {}", lock_path.display()))?;
-        f.lock_exclusive()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-        clean_stale_temps(dir);
-        Ok(Target {
-            dir: dir.to_path_buf(),
-            created,
-            lock: Some(f),
-        })
+        // `images rm` (or a failed first build) may remove the directory while we wait for
+        // its lock: then the lock we got is on an unlinked file, so start again.
+        for _ in 0..100 {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+            let f = match std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", lock_path.display()))
+                }
+            };
+            f.lock_exclusive()
+                .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            let held = f.metadata()?;
+            let still_there = std::fs::metadata(&lock_path)
+                .map(|m| m.ino() == held.ino() && m.dev() == held.dev())
+                .unwrap_or(false);
+            if still_there {
+                clean_stale_temps(dir);
+                return Ok(Target {
+                    dir: dir.to_path_buf(),
+                    created,
+                    lock: Some(f),
+                });
+            }
+        }
+        anyhow::bail!(
+            "{} was removed and recreated 100 times while waiting for its lock; retry",
+            dir.display()
+        )
     }
 
     /// After a failure: a directory this build created goes again.
