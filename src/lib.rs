@@ -15,6 +15,7 @@ pub mod export;
 pub mod ext4;
 pub mod fetch;
 pub mod images;
+pub mod kernel;
 pub mod oci;
 pub mod overlay;
 pub mod pkg;

@@ -84,6 +84,21 @@ fn the_core_never_imports_upward_or_the_network() {
 }
 
 #[test]
+fn kernel_stays_below_the_pipeline() {
+    // Kernel sources use the package machinery and the tree; the build and the CLI use them.
+    check(
+        "kernel",
+        &[
+            "crate::cli",
+            "crate::build",
+            "crate::oci",
+            "crate::boot",
+            "crate::overlay",
+        ],
+    );
+}
+
+#[test]
 fn only_the_ext4_module_names_mkext4() {
     for module in [
         "tree", "unpack", "cli", "oci", "pkg", "build", "overlay", "etc", "cache", "fetch",

@@ -6,12 +6,16 @@
 //! → loop: reap children, restart services, shut down on SIGINT/SIGTERM/SIGPWR/SIGUSR1/SIGUSR2.
 //! PID 1 never exits: every error is logged and boot goes on; the last resort is an idle loop.
 //!
+//! In a rootsmith initramfs (`/etc/rootsmith/initramfs` exists) it first loads the listed
+//! modules, mounts `root=` and switches root to the real init (see `initramfs`).
+//!
 //! Not PID 1 (on a host): `--version` prints the version, `--parse-cmdline 'LINE'` prints
 //! what init would do with a command line; anything else exits 2.
 
 mod cmdline;
 mod dhcp;
 mod host;
+mod initramfs;
 mod keys;
 mod log;
 mod modules;
@@ -137,6 +141,11 @@ fn services() -> Vec<Spec> {
 
 fn pid1() {
     install_panic_hook();
+    // PID 1 of a rootsmith initramfs: load the root disk's modules, mount root=, switch
+    // root and exec the real init (returns only when there is no root= to switch to).
+    if initramfs::active() {
+        initramfs::run();
+    }
     let sigfd = match sys::block_and_signalfd() {
         Ok(fd) => Some(fd),
         Err(e) => {
@@ -201,7 +210,18 @@ fn pid1() {
     host::write_hosts(&hostname);
     // Modules and network on their own thread, after the services are spawned: nothing
     // waits for module loading or DHCP.
-    let modules_wanted = cfg.modules.clone();
+    let mut modules_wanted = cfg.modules.clone();
+    match std::fs::read_to_string(modules::CONFIG) {
+        Ok(text) => {
+            for m in modules::parse_config(&text) {
+                if !modules_wanted.contains(&m) {
+                    modules_wanted.push(m);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("{}: {e}", modules::CONFIG),
+    }
     let plan = net::plan(cfg.ip.as_ref(), cfg.guest_network && !hook);
     let net_thread = std::thread::Builder::new()
         .name("net".into())

@@ -15,6 +15,29 @@ use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// Where an image lists modules to load at every boot, besides `rootsmith.modules=`
+/// (rootsmith writes it for a distribution kernel: virtio-net and its dependencies).
+pub const CONFIG: &str = "/etc/rootsmith/modules";
+
+/// Pure: the module names in [`CONFIG`] text — separated by newlines, commas or blanks,
+/// `#` to the end of a line is a comment; bad names are skipped.
+pub fn parse_config(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        for m in line.split(|c: char| c == ',' || c.is_whitespace()) {
+            let m = norm(m.trim());
+            if m.is_empty() || m.contains('/') || m.contains('\0') || m.len() > 64 {
+                continue;
+            }
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
 /// Module names compare with `-` and `_` equal; we use `_`.
 pub fn norm(name: &str) -> String {
     name.replace('-', "_")
@@ -423,6 +446,17 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
             ),
             vec!["virtio"]
         );
+    }
+
+    #[test]
+    fn config_file() {
+        assert_eq!(
+            parse_config(
+                "# virtio-net\nvirtio_ring virtio,virtio-pci\n\nvirtio_net # nic\nvirtio\n../x\n"
+            ),
+            ["virtio_ring", "virtio", "virtio_pci", "virtio_net"]
+        );
+        assert!(parse_config("").is_empty());
     }
 
     #[test]

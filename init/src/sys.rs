@@ -350,7 +350,7 @@ pub fn spawn(argv: &[String], env: &[String]) -> io::Result<libc::pid_t> {
 pub fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
     let set = handled_set();
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_sec: timeout.as_secs() as _, // time_t: i64 on glibc, i32 on 32-bit musl before 1.2
         tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
     };
     // SAFETY: `set` and `ts` are initialised and live for the call; siginfo may be null.

@@ -1,13 +1,16 @@
 //! The build pipeline: a validated plan run stage by stage — base image layers into the
 //! tree, packages (apk or deb, picked by what the base is), account settings
 //! ([`accounts`]), the overlay (sshd, keys, `/init`, names, files), the kernel
-//! ([`vmlinux`]), the ext4 image — publishing `rootfs.ext4` (and `vmlinux.bin`) by rename
+//! ([`vmlinux`], or a distribution package's with its modules and an optional initramfs:
+//! [`kernel_package`]), the ext4 image — publishing `rootfs.ext4` (and `vmlinux.bin`,
+//! `initrd.img`) by rename
 //! only when everything succeeded. The time every file gets is one parameter ([`epoch`]);
 //! [`fingerprint`] names a build by its inputs.
 
 pub mod accounts;
 pub mod epoch;
 pub mod fingerprint;
+pub mod kernel_package;
 pub mod vmlinux;
 
 use std::io::Read;
@@ -187,6 +190,9 @@ pub struct Outputs {
     pub rootfs: PathBuf,
     /// The kernel's final path.
     pub kernel: PathBuf,
+    /// The initramfs's final path (written only with a kernel package and `initramfs`;
+    /// an older one there is removed otherwise).
+    pub initrd: PathBuf,
     /// A `.fingerprint` file to remove before anything is replaced (the caller writes the
     /// new one after).
     pub fingerprint: Option<PathBuf>,
@@ -199,6 +205,7 @@ impl Outputs {
             dir: dir.to_path_buf(),
             rootfs: dir.join("rootfs.ext4"),
             kernel: dir.join("vmlinux.bin"),
+            initrd: dir.join("initrd.img"),
             fingerprint: Some(dir.join(".fingerprint")),
         }
     }
@@ -257,6 +264,10 @@ pub struct Report {
     pub size: u64,
     /// The kernel written and its size.
     pub kernel: Option<(PathBuf, u64)>,
+    /// The initramfs written and its size.
+    pub initrd: Option<(PathBuf, u64)>,
+    /// The kernel package used, its release and the modules the VM needs.
+    pub kernel_package: Option<kernel_package::KernelPackageReport>,
     /// The epoch every timestamp was clamped to.
     pub epoch: i64,
     /// Host keys removed from the base.
@@ -453,7 +464,26 @@ pub fn run(
 
     let prefix = ext4::write::temp_prefix();
     let t = Instant::now();
+    let mut initrd = None;
+    let mut kernel_package = None;
     let kernel = match &plan.kernel {
+        Some(KernelSource::Package(k)) => {
+            on(Event::Stage("kernel"));
+            let (kernel, rd, report) = kernel_package::stage(
+                &mut tree,
+                k,
+                &plan.deb,
+                plan.overlay.init.as_deref(),
+                epoch,
+                &out.dir,
+                &prefix,
+                cache,
+                fetcher,
+            )?;
+            initrd = rd;
+            kernel_package = Some(report);
+            Some(kernel)
+        }
         Some(k) => {
             on(Event::Stage("kernel"));
             Some(vmlinux::stage(k, &out.dir, &prefix, cache, fetcher)?)
@@ -483,7 +513,8 @@ pub fn run(
     stages.ext4 = t.elapsed().as_secs_f64();
 
     // Publish: the old fingerprint goes first, so a crash in between is a rebuild.
-    let publish = || -> std::io::Result<Option<(PathBuf, u64)>> {
+    type Published = (Option<(PathBuf, u64)>, Option<(PathBuf, u64)>);
+    let publish = || -> std::io::Result<Published> {
         if let Some(fp) = &out.fingerprint {
             match std::fs::remove_file(fp) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -498,12 +529,26 @@ pub fn run(
             }
             None => None,
         };
+        let rd = match initrd {
+            Some((tmp, len)) => {
+                tmp.persist(&out.initrd).map_err(|e| e.error)?;
+                Some((out.initrd.clone(), len))
+            }
+            None => {
+                // An initrd.img from an earlier build does not belong to this kernel.
+                match std::fs::remove_file(&out.initrd) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                None
+            }
+        };
         if let Ok(d) = std::fs::File::open(&out.dir) {
             let _ = d.sync_all();
         }
-        Ok(k)
+        Ok((k, rd))
     };
-    let kernel = publish().map_err(|e| {
+    let (kernel, initrd) = publish().map_err(|e| {
         let _ = std::fs::remove_file(&staged);
         BuildError::Output {
             path: out.rootfs.display().to_string(),
@@ -517,6 +562,8 @@ pub fn run(
         image: out.rootfs.clone(),
         size: written.size,
         kernel,
+        initrd,
+        kernel_package,
         epoch,
         host_keys_removed,
         stages,

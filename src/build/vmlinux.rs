@@ -1,8 +1,9 @@
-//! The kernel put beside the image as `vmlinux.bin`: downloaded and checked against its
-//! SHA-256 (kept in the blob cache by that digest, so the next build is offline), or copied
-//! from a host file. Staged to a temp file in the output directory for the caller to rename.
+//! The kernel put beside the image as `vmlinux.bin`: downloaded (http or https, streamed and
+//! capped) and checked against its SHA-256, then kept in the blob cache by that digest so the
+//! next build is offline; or copied from a host file. Staged to a temp file in the output
+//! directory for the caller to rename.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cache::Cache;
@@ -28,6 +29,8 @@ pub enum KernelSource {
         /// Its digest.
         sha256: Digest,
     },
+    /// A distribution kernel package (see [`super::kernel_package`]).
+    Package(super::kernel_package::PackageKernel),
 }
 
 impl KernelSource {
@@ -35,9 +38,22 @@ impl KernelSource {
     pub fn digest(&self) -> Digest {
         match self {
             KernelSource::Url { sha256, .. } | KernelSource::Path { sha256, .. } => *sha256,
+            // Not known before the repositories are read: the request itself.
+            KernelSource::Package(p) => Digest::of(
+                format!(
+                    "package:{} format:{} initramfs:{}",
+                    p.name,
+                    p.format.name(),
+                    p.initramfs
+                )
+                .as_bytes(),
+            ),
         }
     }
 }
+
+/// The largest kernel accepted.
+const MAX_KERNEL: u64 = 512 << 20;
 
 /// The kernel bytes, checked against their digest.
 fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>, BuildError> {
@@ -46,15 +62,28 @@ fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>
             if let Some(b) = cache.read_any(sha256) {
                 return Ok(b);
             }
-            let b = fetcher
-                .get_verified(url, sha256, None)
-                .map_err(|e| match e {
-                    crate::fetch::FetchError::Mismatch { got, .. } => BuildError::Kernel(format!(
-                        "{url}: the download has {got}, not the kernel.sha256 {sha256}; \
+            // Streamed (http, https or file:), capped, then checked against the recipe.
+            let body = fetcher
+                .open(url)
+                .map_err(|e| BuildError::Kernel(e.to_string()))?;
+            let mut b = Vec::new();
+            body.reader
+                .take(MAX_KERNEL + 1)
+                .read_to_end(&mut b)
+                .map_err(|e| BuildError::Kernel(format!("{url}: {e}")))?;
+            if b.len() as u64 > MAX_KERNEL {
+                return Err(BuildError::Kernel(format!(
+                    "{url}: larger than {} MiB; is this a kernel?",
+                    MAX_KERNEL >> 20
+                )));
+            }
+            let got = Digest::of(&b);
+            if got != *sha256 {
+                return Err(BuildError::Kernel(format!(
+                    "{url}: the download has {got}, not the kernel.sha256 {sha256}; \
                      the download is corrupt or the recipe's hash is wrong"
-                    )),
-                    e => BuildError::Kernel(e.to_string()),
-                })?;
+                )));
+            }
             let _ = cache.put(*sha256, &b);
             Ok(b)
         }
@@ -70,6 +99,10 @@ fn bytes(src: &KernelSource, cache: &Cache, fetcher: &Fetcher) -> Result<Vec<u8>
             }
             Ok(b)
         }
+        KernelSource::Package(p) => Err(BuildError::Kernel(format!(
+            "kernel package {:?} is staged by the kernel_package stage",
+            p.name
+        ))),
     }
 }
 
@@ -83,16 +116,26 @@ pub fn stage(
     fetcher: &Fetcher,
 ) -> Result<(tempfile::NamedTempFile, u64), BuildError> {
     let b = bytes(src, cache, fetcher)?;
+    write_temp(&b, dir, prefix, "vmlinux.bin.part")
+}
+
+/// Writes `b` to a synced 0644 temp file in `dir` named `<prefix>…<suffix>`.
+pub fn write_temp(
+    b: &[u8],
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(tempfile::NamedTempFile, u64), BuildError> {
     let io = |e: std::io::Error| BuildError::Output {
         path: dir.display().to_string(),
-        why: format!("writing the kernel: {e}"),
+        why: format!("writing {}: {e}", suffix.trim_end_matches(".part")),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(prefix)
-        .suffix("vmlinux.bin.part")
+        .suffix(suffix)
         .tempfile_in(dir)
         .map_err(io)?;
-    tmp.write_all(&b).map_err(io)?;
+    tmp.write_all(b).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     {
         use std::os::unix::fs::PermissionsExt;

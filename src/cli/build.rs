@@ -126,6 +126,19 @@ pub struct BuildArgs {
     /// Copy this SmolVM guest agent to /usr/local/bin/smolvm-guest-agent.
     #[arg(long, value_name = "FILE")]
     pub guest_agent: Option<PathBuf>,
+    /// Take the kernel from this distribution package of the image's own repositories
+    /// (e.g. linux-image-cloud-amd64): vmlinux.bin beside the image, its modules in the
+    /// image (overrides the recipe's kernel).
+    #[arg(long, value_name = "NAME")]
+    pub kernel_package: Option<String>,
+    /// Format of vmlinux.bin from a kernel package: elf (Firecracker, libkrun) or bzimage
+    /// (QEMU; the default).
+    #[arg(long, value_name = "elf|bzimage")]
+    pub kernel_format: Option<String>,
+    /// Also write initrd.img: /init and the modules the root disk and network need, for
+    /// kernels whose virtio drivers are modules (root=/dev/vda then works).
+    #[arg(long)]
+    pub initramfs: bool,
     /// Download cache (default: $XDG_CACHE_HOME/rootsmith or ~/.cache/rootsmith).
     #[arg(long, value_name = "DIR", env = "ROOTSMITH_CACHE")]
     pub cache_dir: Option<PathBuf>,
@@ -154,24 +167,45 @@ impl Target {
     /// Creates and locks `dir` (waiting for a concurrent build of the same output).
     fn open(dir: &Path) -> anyhow::Result<Target> {
         use fs4::fs_std::FileExt;
+        use std::os::unix::fs::MetadataExt;
         let created = !dir.exists();
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let lock_path = dir.join(LOCK);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot create {}", lock_path.display()))?;
-        f.lock_exclusive()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-        clean_stale_temps(dir);
-        Ok(Target {
-            dir: dir.to_path_buf(),
-            created,
-            lock: Some(f),
-        })
+        // `images rm` (or a failed first build) may remove the directory while we wait for
+        // its lock: then the lock we got is on an unlinked file, so start again.
+        for _ in 0..100 {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+            let f = match std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", lock_path.display()))
+                }
+            };
+            f.lock_exclusive()
+                .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            let held = f.metadata()?;
+            let still_there = std::fs::metadata(&lock_path)
+                .map(|m| m.ino() == held.ino() && m.dev() == held.dev())
+                .unwrap_or(false);
+            if still_there {
+                clean_stale_temps(dir);
+                return Ok(Target {
+                    dir: dir.to_path_buf(),
+                    created,
+                    lock: Some(f),
+                });
+            }
+        }
+        anyhow::bail!(
+            "{} was removed and recreated 100 times while waiting for its lock; retry",
+            dir.display()
+        )
     }
 
     /// After a failure: a directory this build created goes again.
@@ -356,7 +390,11 @@ fn build_in(
     // A cache hit: the output carries this very fingerprint.
     if spec.from_recipe && (lock_in.is_some() || !has_packages) {
         let fp = inputs.fingerprint(lock_in.as_deref().filter(|_| has_packages));
-        let complete = out.rootfs.is_file() && (spec.kernel.is_none() || out.kernel.is_file());
+        let wants_initrd =
+            matches!(&spec.kernel, Some(build::KernelSource::Package(k)) if k.initramfs);
+        let complete = out.rootfs.is_file()
+            && (spec.kernel.is_none() || out.kernel.is_file())
+            && (!wants_initrd || out.initrd.is_file());
         if complete
             && out.fingerprint.as_deref().and_then(read_trimmed).as_deref() == Some(fp.as_str())
         {
@@ -531,6 +569,14 @@ impl Summary<'_> {
                 "cached": self.cached,
                 "rootfs_path": self.out.rootfs.display().to_string(),
                 "kernel_path": self.kernel.as_ref().map(|k| k.display().to_string()),
+                "initrd_path": report
+                    .and_then(|r| r.initrd.as_ref())
+                    .map(|(p, _)| p.display().to_string())
+                    .or_else(|| {
+                        (report.is_none() && self.out.initrd.is_file())
+                            .then(|| self.out.initrd.display().to_string())
+                    }),
+                "kernel_package": report.and_then(|r| r.kernel_package.as_ref()),
                 "fingerprint": self.fingerprint,
                 "base": self.spec.base,
                 "base_digest": self.base_digest,
@@ -605,6 +651,20 @@ impl Summary<'_> {
         }
         if let Some(k) = &self.kernel {
             eprintln!("kernel    {}", k.display());
+        }
+        if let Some(kp) = report.and_then(|r| r.kernel_package.as_ref()) {
+            eprintln!(
+                "          {} {} ({}, {}), {} modules in the image; boot with rootsmith.modules={}",
+                kp.package.package,
+                kp.package.version,
+                kp.package.release,
+                kp.format.name(),
+                kp.package.modules,
+                kp.package.network.load.join(",")
+            );
+        }
+        if let Some((p, _)) = report.and_then(|r| r.initrd.as_ref()) {
+            eprintln!("initrd    {}", p.display());
         }
         eprintln!(
             "wrote {} ({} MiB, {:.2}s), fingerprint {}",

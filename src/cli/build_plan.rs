@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::build::kernel_package::PackageKernel;
 use crate::build::{KernelSource, OverlayPlan};
 use crate::digest::Digest;
+use crate::kernel::KernelFormat;
 use crate::oci::Platform;
 use crate::overlay::accounts::{GroupSpec, UserSpec};
 use crate::overlay::files::{FileOp, What};
@@ -241,6 +243,32 @@ pub fn spec(args: &BuildArgs) -> anyhow::Result<Spec> {
         });
     }
 
+    // Kernel flags override the recipe's [kernel].
+    if let Some(p) = &args.kernel_package {
+        r.kernel = Some(Kernel::Package {
+            package: p.clone(),
+            format: None,
+            initramfs: false,
+        });
+    }
+    if args.kernel_format.is_some() || args.initramfs {
+        match &mut r.kernel {
+            Some(Kernel::Package {
+                format, initramfs, ..
+            }) => {
+                if let Some(f) = &args.kernel_format {
+                    f.parse::<KernelFormat>()
+                        .map_err(|e| anyhow::anyhow!("--kernel-format: {e}"))?;
+                    *format = Some(f.clone());
+                }
+                *initramfs |= args.initramfs;
+            }
+            _ => bail!(
+                "--kernel-format and --initramfs apply to a kernel package: add --kernel-package NAME (or kernel.package in the recipe)"
+            ),
+        }
+    }
+
     let init_path = find_init(args.init.as_deref())?;
     let init = match init_path {
         Some(p) => Some(read_file("--init", &p)?),
@@ -266,9 +294,20 @@ pub fn spec(args: &BuildArgs) -> anyhow::Result<Spec> {
                 sha256: Digest::of(&b),
             })
         }
-        Some(Kernel::Package { package, .. }) => bail!(
-            "kernel.package = {package:?} is not supported yet: give kernel.url with kernel.sha256, or kernel.path"
-        ),
+        Some(Kernel::Package {
+            package,
+            format,
+            initramfs,
+        }) => Some(KernelSource::Package(PackageKernel {
+            name: package.clone(),
+            format: match format {
+                Some(f) => f
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("kernel.format: {e}"))?,
+                None => KernelFormat::default(),
+            },
+            initramfs: *initramfs,
+        })),
     };
 
     let overlay = OverlayPlan {

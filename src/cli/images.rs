@@ -408,7 +408,11 @@ fn report_ensured(
     println!("{}", img.rootfs_path.display());
     if !a.quiet {
         let what = if downloaded.is_empty() {
-            "cached, verified".to_string()
+            if a.sha256.is_none() && a.registry.is_none() && !is_url(&a.image) {
+                "cached (not verified: no --sha256 or --registry given)".to_string()
+            } else {
+                "cached, verified".to_string()
+            }
         } else {
             format!(
                 "downloaded {} ({}), verified",

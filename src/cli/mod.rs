@@ -7,6 +7,7 @@ pub mod build_plan;
 pub mod export;
 pub mod image;
 pub mod images;
+pub mod kernel;
 pub mod mkfs;
 pub mod progress;
 pub mod pull;
@@ -23,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build an image: a base, packages installed into it, an ext4 image in --out.
+    /// Build an image from a recipe (or --base and --package): rootfs.ext4 in --out or the SmolVM cache.
     Build(Box<build::BuildArgs>),
     /// Write an ext4 image from a rootfs tarball or a directory, without root or mke2fs.
     Mkfs(mkfs::MkfsArgs),
@@ -33,6 +34,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Boot an image under QEMU, wait for SSH, and optionally run a command over it.
     Boot(Box<boot::BootArgs>),
+    /// Kernel tools: bzImage → ELF, modules.dep, module closures, initramfs.
+    Kernel(kernel::KernelArgs),
     /// The SmolVM image cache: list, download (verified), remove and publish images.
     Images(images::ImagesArgs),
 }
@@ -46,6 +49,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Pull(args) => pull::run(args),
         Command::Export(args) => export::run(args),
         Command::Boot(args) => boot::run(*args),
+        Command::Kernel(args) => kernel::run(args),
         Command::Images(args) => images::run(args),
     }
 }

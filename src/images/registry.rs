@@ -14,6 +14,11 @@
 //! `sha256` (of the bytes at the URL: for `.zst`, the compressed file). A relative URL is
 //! resolved against the registry's own location. A `rootfs_filename` ending in `.zst` names
 //! the decompressed file without it.
+//!
+//! SmolVM's per-image `smolvm-image.json` (`{"name", "kernel", "kernel_sha256", "rootfs",
+//! "rootfs_sha256", "initrd"?, "initrd_sha256"?, "boot_args"?}`, files relative to it) is read
+//! too, as a one-image registry: serve an S3-style image prefix over HTTP and pass the
+//! manifest's URL.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +64,9 @@ impl Registry {
         };
         let doc: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| bad(format!("not valid JSON ({e}); fix the file")))?;
+        if is_smolvm_manifest(&doc) {
+            return Self::from_manifest(doc, origin);
+        }
         let doc = unwrap_images(doc);
         let entries: Vec<(Option<String>, serde_json::Value)> = match doc {
             serde_json::Value::Object(m) => m.into_iter().map(|(k, v)| (Some(k), v)).collect(),
@@ -113,6 +121,72 @@ impl Registry {
                     self.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 },
             })
+    }
+}
+
+/// SmolVM's `smolvm-image.json` (the manifest `ensure_s3_image` reads beside an image's
+/// assets): one image, its files named relative to the manifest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    name: String,
+    kernel: String,
+    kernel_sha256: Option<String>,
+    rootfs: String,
+    rootfs_sha256: Option<String>,
+    initrd: Option<String>,
+    initrd_sha256: Option<String>,
+    // Boot arguments are the VMM's business; accepted so SmolVM's manifests read.
+    #[allow(dead_code)]
+    boot_args: Option<String>,
+}
+
+fn is_smolvm_manifest(doc: &serde_json::Value) -> bool {
+    doc.get("name").is_some_and(|v| v.is_string())
+        && doc.get("rootfs").is_some_and(|v| v.is_string())
+}
+
+impl Registry {
+    fn from_manifest(doc: serde_json::Value, origin: &str) -> Result<Registry, ImagesError> {
+        let bad = |why: String| ImagesError::Registry {
+            origin: origin.to_string(),
+            why,
+        };
+        let m: Manifest =
+            serde_json::from_value(doc).map_err(|e| bad(format!("smolvm-image.json: {e}")))?;
+        // Asset names are relative (SmolVM refuses absolute paths and `..`).
+        for f in [Some(&m.kernel), Some(&m.rootfs), m.initrd.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if f.starts_with('/') || f.split('/').any(|p| p == "..") || f.contains("://") {
+                return Err(bad(format!(
+                    "image {:?}: asset {f:?} must be a path relative to the manifest",
+                    m.name
+                )));
+            }
+        }
+        let e = Entry {
+            name: None,
+            kernel_url: Some(m.kernel),
+            kernel_sha256: m.kernel_sha256,
+            kernel_filename: None,
+            kernel_compression: None,
+            initrd_url: m.initrd,
+            initrd_sha256: m.initrd_sha256,
+            initrd_filename: None,
+            initrd_compression: None,
+            rootfs_url: Some(m.rootfs),
+            rootfs_sha256: m.rootfs_sha256,
+            rootfs_filename: None,
+            rootfs_compression: None,
+        };
+        let src = entry_to_source(&m.name, e, origin).map_err(bad)?;
+        src.check().map_err(bad)?;
+        Ok(Registry {
+            origin: origin.to_string(),
+            images: [(m.name, src)].into_iter().collect(),
+        })
     }
 }
 
@@ -325,6 +399,39 @@ mod tests {
             r#"{{"a": {{"rootfs_url": "http://h/r", "rootfs_sha256": "{H1}", "rootfs_compression": "xz"}}}}"#
         ));
         assert!(e.contains("not \"zstd\" or \"none\""), "{e}");
+    }
+
+    #[test]
+    fn reads_smolvms_per_image_manifest() {
+        let text = format!(
+            r#"{{"name": "alpine-ssh", "kernel": "vmlinux.bin", "kernel_sha256": "{H1}",
+                "rootfs": "rootfs.ext4.zst", "rootfs_sha256": "{H2}", "boot_args": "console=ttyS0"}}"#
+        );
+        let r = Registry::parse(&text, "http://h/images/alpine/smolvm-image.json").unwrap();
+        let s = r.get("alpine-ssh").unwrap();
+        assert_eq!(s.rootfs.url, "http://h/images/alpine/rootfs.ext4.zst");
+        assert_eq!(
+            (s.rootfs.file.as_str(), s.rootfs.compression),
+            ("rootfs.ext4", Compression::Zstd)
+        );
+        assert_eq!(
+            s.kernel.as_ref().unwrap().url,
+            "http://h/images/alpine/vmlinux.bin"
+        );
+        let e = Registry::parse(
+            &format!(r#"{{"name": "a", "kernel": "../k", "kernel_sha256": "{H1}", "rootfs": "r", "rootfs_sha256": "{H2}"}}"#),
+            "m.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("relative to the manifest"), "{e}");
+        let e = Registry::parse(
+            r#"{"name": "a", "kernel": "k", "rootfs": "r", "rootfs_sha256": "x", "extra": 1}"#,
+            "m.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("extra"), "{e}");
     }
 
     #[test]

@@ -92,12 +92,13 @@ impl Stamp {
         }
     }
 
-    /// True when the file of `asset` was installed from another pinned digest (a file that
-    /// fails to match is then an old version, not a corrupt one).
+    /// True when the file of `asset` was not installed from this very pin — another
+    /// version, or a file of unknown origin such as a local build — so a file that fails to
+    /// match is replaced, not reported as corrupt.
     pub fn is_other_version(&self, asset: &Asset) -> bool {
         self.files
             .get(&asset.file)
-            .is_some_and(|f| f.sha256 != asset.sha256.hex())
+            .is_none_or(|f| f.sha256 != asset.sha256.hex())
     }
 
     /// Records that `asset` (as `role`) is installed with `content` and `size`.
@@ -146,6 +147,10 @@ mod tests {
         // A new release (another pinned digest) does not trust the old record.
         let b = asset("http://h/r.ext4.zst", b"compressed v2");
         assert_eq!(s.expected(&b), None);
+        // Only a file installed from this very pin can be corrupt; others are replaced.
+        assert!(!s.is_other_version(&a));
+        assert!(s.is_other_version(&b));
+        assert!(Stamp::default().is_other_version(&a));
     }
 
     #[test]

@@ -31,7 +31,8 @@
 //! name = "app"
 //! [kernel]
 //! url = "https://..."                    # with sha256, or path = "vmlinux"
-//! sha256 = "..."
+//! sha256 = "..."                         # or: package = "linux-image-cloud-amd64",
+//!                                        #     format = "elf"|"bzimage", initramfs = true
 //! ```
 
 pub mod builtin;
@@ -170,6 +171,7 @@ struct RawKernel {
     path: Option<String>,
     package: Option<String>,
     format: Option<Spanned<String>>,
+    initramfs: Option<bool>,
 }
 
 // ---- the validated recipe ------------------------------------------------------------
@@ -265,12 +267,14 @@ pub enum Kernel {
     },
     /// A file on the host.
     Path(PathBuf),
-    /// A distribution kernel package (wired in by the kernel work).
+    /// A distribution kernel package from the image's own repositories.
     Package {
         /// The package name.
         package: String,
         /// `elf` or `bzimage`.
         format: Option<String>,
+        /// Also write `initrd.img` (the root disk's and network's modules).
+        initramfs: bool,
     },
 }
 
@@ -714,6 +718,12 @@ fn kernel(k: &RawKernel, dir: &Path) -> Result<Kernel, (String, String)> {
             ));
         }
     }
+    if k.initramfs == Some(true) && k.package.is_none() {
+        return Err((
+            "kernel.initramfs".into(),
+            "an initramfs is built from a kernel package's modules: set kernel.package".into(),
+        ));
+    }
     match (&k.url, &k.path, &k.package) {
         (Some(url), None, None) => {
             let Some(sha) = &k.sha256 else {
@@ -744,6 +754,7 @@ fn kernel(k: &RawKernel, dir: &Path) -> Result<Kernel, (String, String)> {
         (None, None, Some(p)) => Ok(Kernel::Package {
             package: p.clone(),
             format: k.format.as_ref().map(|f| f.get_ref().clone()),
+            initramfs: k.initramfs.unwrap_or(false),
         }),
         _ => Err((
             "kernel".into(),
@@ -838,6 +849,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("kernel.sha256"), "{e}");
+        let e = p("[kernel]\npath = \"vmlinux\"\ninitramfs = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kernel.initramfs") && e.contains("kernel.package"),
+            "{e}"
+        );
+        let e = p("[kernel]\npackage = \"linux-image-cloud-amd64\"\nformat = \"pe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kernel.format"), "{e}");
+        assert_eq!(
+            p("[kernel]\npackage = \"linux-image-cloud-amd64\"\nformat = \"elf\"\ninitramfs = true\n")
+                .unwrap()
+                .kernel,
+            Some(Kernel::Package {
+                package: "linux-image-cloud-amd64".into(),
+                format: Some("elf".into()),
+                initramfs: true
+            })
+        );
         let e = p("authorized_keys = [\"hello\"]\n")
             .unwrap_err()
             .to_string();

@@ -1,15 +1,16 @@
-//! `rootsmith boot` end to end: a Debian bookworm-slim image with OpenSSH built by
+//! `rootsmith boot` end to end: the shipped recipe `debian-ssh-key-minimal` built by
 //! `rootsmith build` from the fixture base and a local signed apt repository
-//! (`../shared/fixtures/apt-repo.sh build DIR openssh-server linux-image-cloud-amd64`), the
-//! kernel taken from that repository's `linux-image-*-cloud-amd64` package, booted under QEMU
-//! (`../shared/fixtures/qemu.sh`) with a fresh ed25519 key: log in as root, run the
-//! acceptance command, shut down by itself, `e2fsck -fn` clean on the flattened overlay, and a
-//! second boot has a different host key. Bad inputs and a guest that never answers give
-//! clear errors. Four boots in all (TCG is slow; see the boot note).
-//!
-//! The image is the shipped recipe `debian-ssh-key-minimal` with the static init from
-//! `cargo build-init`. Until `rootsmith build` installs a kernel package's modules, the test
-//! adds the virtio-net modules to the built image with `debugfs -w` (no mount, no root).
+//! (`../shared/fixtures/apt-repo.sh build DIR openssh-server linux-image-cloud-amd64`), with
+//! the kernel from that repository's `linux-image-cloud-amd64` (`--kernel-package`, modules
+//! in the image, `--initramfs` for virtio-blk) and the static init from `cargo build-init`,
+//! booted under QEMU (`../shared/fixtures/qemu.sh`):
+//! 1. `DIR` (initrd, virtio-blk): SmolVM's exact command line, a fresh ed25519 key, the
+//!    acceptance command as root, shut down by itself, `e2fsck -fn` clean on the flattened
+//!    overlay, the built image unchanged;
+//! 2. the same image without the initrd, root on NVMe (modules loaded by the image's init):
+//!    another VM, another host key, and rootsmith exits with the command's status;
+//! 3. a guest that never answers (`ip=off`) ends at `--timeout` with its console lines;
+//! and bad inputs give clear errors without a boot. Three boots in all (TCG is slow).
 //!
 //! Outside CI a missing prerequisite skips with a reason; under `CI=true` it fails.
 
@@ -23,26 +24,11 @@ const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const ACCEPTANCE: &str =
     "cat /etc/os-release; id -u; test -s /etc/ssh/ssh_host_ed25519_key; findmnt /; ls -l /run/sshd";
-/// Debian's cloud kernel has these as modules (virtio-net's chain), in load order.
-const NET_MODULES: &[&str] = &[
-    "virtio_ring",
-    "virtio",
-    "virtio_pci_modern_dev",
-    "virtio_pci_legacy_dev",
-    "virtio_pci",
-    "failover",
-    "net_failover",
-    "virtio_net",
-];
-
 /// Built once for every test in this file.
 struct Fixture {
     qemu: PathBuf,
-    /// rootfs.ext4 + vmlinux.bin (+ config-<release>).
+    /// rootfs.ext4, vmlinux.bin, initrd.img.
     image: PathBuf,
-    /// The unpacked kernel package.
-    kroot: PathBuf,
-    release: String,
 }
 
 fn sh(cmd: &mut Command) -> Option<String> {
@@ -65,7 +51,7 @@ fn make_fixture() -> Option<Fixture> {
     if !require(qemu.is_some(), "QEMU (../shared/fixtures/qemu.sh failed)") {
         return None;
     }
-    for tool in ["ssh", "ssh-keygen", "debugfs", "e2fsck", "dpkg-deb"] {
+    for tool in ["ssh", "ssh-keygen", "e2fsck"] {
         if !require(which(tool).is_some(), tool) {
             return None;
         }
@@ -75,9 +61,10 @@ fn make_fixture() -> Option<Fixture> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("mkdir the fixture dir");
     let repo = dir.join("repo");
+    let apt_repo = format!("{SHARED}/apt-repo.sh");
     let built = sh(Command::new("bash")
-        .arg(format!("{SHARED}/apt-repo.sh"))
-        .args(["build"])
+        .arg(&apt_repo)
+        .arg("build")
         .arg(&repo)
         .args(["openssh-server", "linux-image-cloud-amd64"]));
     if !require(
@@ -86,45 +73,8 @@ fn make_fixture() -> Option<Fixture> {
     ) {
         return None;
     }
-    sh(Command::new("bash")
-        .arg(format!("{SHARED}/apt-repo.sh"))
-        .arg("serve")
-        .arg(&repo))
-    .expect("apt-repo.sh serve");
+    sh(Command::new("bash").arg(&apt_repo).arg("serve").arg(&repo)).expect("apt-repo.sh serve");
     let source = fs::read_to_string(repo.join("sources.list")).expect("sources.list");
-
-    // The versioned kernel package the metapackage depends on, from the repository itself.
-    let tsv = fs::read_to_string(repo.join("packages.tsv")).expect("packages.tsv");
-    let deb = tsv
-        .lines()
-        .map(|l| l.split('\t').collect::<Vec<_>>())
-        .find(|f| {
-            f.first().is_some_and(|n| {
-                n.starts_with("linux-image-")
-                    && n.ends_with("-cloud-amd64")
-                    && *n != "linux-image-cloud-amd64"
-            })
-        })
-        .and_then(|f| f.get(5).map(|p| repo.join("repo").join(p)))
-        .expect("a linux-image-*-cloud-amd64 package in the repository");
-    let kroot = dir.join("kernel");
-    sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&kroot)).expect("dpkg-deb -x");
-    let vmlinuz = fs::read_dir(kroot.join("boot"))
-        .expect("/boot in the kernel package")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .expect("/boot/vmlinuz-* in the kernel package");
-    let release = vmlinuz
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
-
     let init =
         build_init().expect("cargo build-init (x86_64-unknown-linux-musl target installed?)");
     let image = dir.join("image");
@@ -134,6 +84,7 @@ fn make_fixture() -> Option<Fixture> {
             "rootfs:{SHARED}/base/debian-bookworm-slim-amd64.rootfs.tar.xz"
         ))
         .args(["--apt-source", source.trim()])
+        .args(["--kernel-package", "linux-image-cloud-amd64", "--initramfs"])
         .arg("--init")
         .arg(&init)
         .arg("--cache-dir")
@@ -142,28 +93,18 @@ fn make_fixture() -> Option<Fixture> {
         .arg(&image)
         .output()
         .expect("run rootsmith build");
+    let _ = sh(Command::new("bash").arg(&apt_repo).arg("stop").arg(&repo));
     assert!(
         out.status.success(),
         "rootsmith build: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = sh(Command::new("bash")
-        .arg(format!("{SHARED}/apt-repo.sh"))
-        .arg("stop")
-        .arg(&repo));
-    fs::copy(&vmlinuz, image.join("vmlinux.bin")).expect("copy the kernel");
-    // The config beside the kernel lets `boot` see virtio-blk is a module: NVMe root.
-    fs::copy(
-        kroot.join(format!("boot/config-{release}")),
-        image.join(format!("config-{release}")),
-    )
-    .expect("copy the kernel config");
-    inject_modules(&image.join("rootfs.ext4"), &kroot, &release);
+    for f in ["rootfs.ext4", "vmlinux.bin", "initrd.img"] {
+        assert!(image.join(f).is_file(), "build wrote no {f}");
+    }
     Some(Fixture {
         qemu: qemu.expect("checked"),
         image,
-        kroot,
-        release,
     })
 }
 
@@ -183,72 +124,6 @@ fn build_init() -> Option<PathBuf> {
         }
         v["executable"].as_str().map(PathBuf::from)
     })
-}
-
-/// Adds the virtio-net modules to the image with `debugfs -w`.
-fn inject_modules(img: &Path, kroot: &Path, release: &str) {
-    let mdir = kroot.join("lib/modules").join(release);
-    let mut files: Vec<String> = NET_MODULES
-        .iter()
-        .map(|m| {
-            find_module(&mdir, m).unwrap_or_else(|| panic!("module {m} in the kernel package"))
-        })
-        .collect();
-    files.push("modules.builtin".into());
-    let mut dirs: Vec<String> = Vec::new();
-    for f in &files {
-        let mut d = Path::new(f).parent();
-        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(p.to_string_lossy().into_owned());
-            d = p.parent();
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    // /lib is a symlink to usr/lib in bookworm; debugfs does not follow it.
-    let base = format!("/usr/lib/modules/{release}");
-    let mut cmds = format!("mkdir /usr/lib/modules\nmkdir {base}\n");
-    for d in &dirs {
-        cmds.push_str(&format!("mkdir {base}/{d}\n"));
-    }
-    for f in &files {
-        cmds.push_str(&format!("write {} {base}/{f}\n", mdir.join(f).display()));
-    }
-    let script = img.with_extension("debugfs");
-    fs::write(&script, cmds).expect("write the debugfs script");
-    let out = Command::new(which("debugfs").expect("debugfs"))
-        .arg("-w")
-        .arg("-f")
-        .arg(&script)
-        .arg(img)
-        .output()
-        .expect("run debugfs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !err.lines().any(|l| !l.starts_with("debugfs ")),
-        "debugfs: {err}"
-    );
-}
-
-fn find_module(dir: &Path, name: &str) -> Option<String> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy() == format!("{name}.ko"))
-            {
-                return p
-                    .strip_prefix(dir)
-                    .ok()
-                    .map(|r| r.to_string_lossy().into_owned());
-            }
-        }
-    }
-    None
 }
 
 /// `rootsmith boot` with QEMU from the fixture.
@@ -290,7 +165,8 @@ fn boot_debian_image_runs_the_command_over_ssh_and_shuts_down_clean() {
     let keys = tempfile::tempdir().expect("tempdir");
     let key = fresh_key(keys.path());
     let before = crate::common::sha256_file(&f.image.join("rootfs.ext4"));
-    // Boot 1: accel auto (a hanging KVM falls back to TCG), the acceptance command, --check.
+    // Boot 1: DIR (initrd), accel auto (a hanging KVM falls back to TCG), the acceptance
+    // command, --check.
     let cmd = format!("{ACCEPTANCE}; cat /etc/ssh/ssh_host_ed25519_key.pub");
     let out = boot(f)
         .arg(&f.image)
@@ -322,11 +198,19 @@ fn boot_debian_image_runs_the_command_over_ssh_and_shuts_down_clean() {
         .expect("host key printed")
         .to_string();
     let r = report(&stdout);
+    // SmolVM's exact shape, nothing else: the initramfs loads virtio-blk and virtio-net.
     let cmdline = r["cmdline"].as_str().expect("cmdline");
+    let b64 = cmdline
+        .strip_prefix("console=ttyS0 reboot=k panic=1 root=/dev/vda rw init=/init ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off smolvm.authorized_key_b64=")
+        .unwrap_or_else(|| panic!("not SmolVM's command line: {cmdline}"));
     assert!(
-        cmdline.starts_with("console=ttyS0 reboot=k panic=1 root=/dev/nvme0n1 rw init=/init ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off smolvm.authorized_key_b64="),
+        !b64.is_empty()
+            && b64
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)),
         "{cmdline}"
     );
+    assert_eq!(r["disk"], "virtio");
     assert_eq!(r["exec_status"], 0);
     assert_eq!(
         r["qemu_status"], 0,
@@ -380,10 +264,13 @@ fn boot_debian_image_runs_the_command_over_ssh_and_shuts_down_clean() {
         before
     );
 
-    // Boot 2: same image, TCG, another VM: another host key; rootsmith exits with the
-    // command's status.
+    // Boot 2: the image without the initrd, root on NVMe, TCG: another VM, another host key;
+    // rootsmith exits with the command's status.
     let out = boot(f)
-        .arg(&f.image)
+        .arg(f.image.join("rootfs.ext4"))
+        .arg("--kernel")
+        .arg(f.image.join("vmlinux.bin"))
+        .args(["--disk", "nvme"])
         .arg("--identity")
         .arg(&key)
         .args([
@@ -478,20 +365,20 @@ fn boot_refuses_bad_inputs_clearly() {
         stderr.contains("no qemu-system-x86_64 on PATH") && stderr.contains("install"),
         "{stderr}"
     );
-    let _ = (&f.kroot, &f.release);
 }
 
 #[test]
 fn boot_of_a_guest_that_never_answers_times_out_with_the_console() {
     let Some(f) = fixture() else { return };
-    // No modules: virtio_net never loads, sshd starts but no packet reaches it.
+    // `ip=off` (the last ip= wins): eth0 never gets an address, sshd starts but no packet
+    // reaches it.
     let out = boot(f)
         .arg(&f.image)
         .args([
             "--accel",
             "tcg",
-            "--modules",
-            "",
+            "--append",
+            "ip=off",
             "--timeout",
             "30",
             "--exec",

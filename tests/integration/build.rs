@@ -340,7 +340,9 @@ fn check_image(img: &Path, dir: &Path, sshd_t: bool) {
                  chroot {m} /usr/sbin/sshd -t; chroot {m} /usr/sbin/sshd -T > {d}/sshd-T; \
                  grep -qx 'permitrootlogin without-password' {d}/sshd-T; \
                  grep -qx 'passwordauthentication no' {d}/sshd-T; \
-                 grep -qx 'pubkeyauthentication yes' {d}/sshd-T",
+                 grep -qx 'pubkeyauthentication yes' {d}/sshd-T; \
+                 test $(grep -c 'BEGIN CERTIFICATE' {m}/etc/ssl/certs/ca-certificates.crt) -gt 100; \
+                 chroot {m} python3 -c 'import ssl; n = len(ssl.create_default_context().get_ca_certs()); assert n > 100, n'",
                 d = dir.display()
             )
         } else {
@@ -654,6 +656,33 @@ fn debian_ssh_key_from_a_local_registry_and_apt_repository() {
         .filter(|n| n.starts_with(".rootsmith-") && n != ".rootsmith.lock")
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // Ctrl-C (SIGINT) mid-build: exit 130, no image and no temp files.
+    let interrupted = d.join("interrupted");
+    let child = rootsmith(&with_cache(&[
+        "--pull",
+        "never",
+        "--out",
+        interrupted.to_str().unwrap(),
+    ]))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(130), "SIGINT exit status");
+    let left: Vec<_> = std::fs::read_dir(&interrupted)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".rootsmith.lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "an interrupted build left {left:?}");
     drop(repo);
     drop(reg);
     let _ = std::fs::remove_dir_all(&d);

@@ -46,7 +46,7 @@ impl Fixture {
 }
 
 /// A static file server for `root` on 127.0.0.1 (symlinks followed, `..` refused).
-fn serve(root: PathBuf) -> u16 {
+pub(crate) fn serve(root: PathBuf) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {

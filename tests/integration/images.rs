@@ -723,3 +723,41 @@ fn https_downloads_check_the_server_certificate() {
     ok(ensure().env("SSL_CERT_FILE", d.path().join("ca.pem")));
     assert_eq!(fs::read(cache.path().join("tls/rootfs.ext4")).unwrap(), img);
 }
+
+#[test]
+fn an_ensure_killed_mid_download_leaves_no_file_and_the_next_one_succeeds() {
+    let cache = tempfile::tempdir().unwrap();
+    let img = image_bytes(14, 2 << 20);
+    let (url, _) = slow_server(img.clone(), false);
+    let sha = hex(&img);
+    let mut child = images(cache.path())
+        .args(["ensure", &url, "--sha256", &sha, "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = cache.path().join("slow");
+    for _ in 0..100 {
+        if files_in(&dir)
+            .iter()
+            .any(|f| f.starts_with(".rootsmith-dl-"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(Command::new("kill").arg("-9").arg(child.id().to_string()));
+    let _ = child.wait();
+    assert!(
+        !dir.join("rootfs.ext4").exists(),
+        "a killed download reached the final path"
+    );
+    ok(images(cache.path()).args(["ensure", &url, "--sha256", &sha, "-q"]));
+    assert_eq!(fs::read(dir.join("rootfs.ext4")).unwrap(), img);
+    assert!(
+        !files_in(&dir)
+            .iter()
+            .any(|f| f.starts_with(".rootsmith-dl-")),
+        "the killed run's temp file was not cleaned up"
+    );
+}

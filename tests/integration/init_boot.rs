@@ -93,7 +93,7 @@ fn fetch_deb(pkg: &str, work: &Path, dest: &Path) -> Option<()> {
 }
 
 /// The static init: `ROOTSMITH_INIT_BIN`, else `cargo build-init` in the repository.
-fn build_init() -> Option<PathBuf> {
+pub(crate) fn build_init() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("ROOTSMITH_INIT_BIN") {
         return Some(PathBuf::from(p));
     }

@@ -8,6 +8,7 @@ mod common;
 mod deb;
 mod images;
 mod init_boot;
+mod kernel;
 mod mkfs;
 mod mkfs_prop;
 mod oci;

@@ -252,7 +252,7 @@ fn meta_of(tree: &Tree, path: &[u8], time: Time) -> Meta {
 }
 
 /// The base's architecture: dpkg's own stanza, else the host's.
-fn native_arch(status: &[packages::Package]) -> String {
+pub fn native_arch(status: &[packages::Package]) -> String {
     if let Some(p) = status.iter().find(|p| p.name == "dpkg" && p.arch != "all") {
         return p.arch.clone();
     }
