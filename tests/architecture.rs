@@ -138,3 +138,40 @@ fn overlay_and_recipes_stay_pure() {
         .concat(),
     );
 }
+
+#[test]
+fn boot_runs_finished_images_and_keeps_its_pure_parts_pure() {
+    // `boot` takes a finished image and a kernel: nothing of the build pipeline.
+    check(
+        "boot",
+        &[
+            "crate::cli",
+            "crate::build",
+            "crate::oci",
+            "crate::pkg",
+            "crate::tree",
+            "crate::ext4",
+            "crate::unpack",
+            "crate::kernel",
+            "crate::overlay",
+            "crate::fetch",
+            "crate::cache",
+            "tokio",
+            "ureq",
+        ],
+    );
+    // Command lines, console parsing and the report are pure; process I/O lives in `vm`,
+    // `ssh`, `disk` and `mod`.
+    for pure in ["boot/cmdline", "boot/console", "boot/report", "boot/qemu"] {
+        check(
+            pure,
+            &[
+                "std::process",
+                "std::net",
+                "std::fs",
+                "UnixStream",
+                "Command::new",
+            ],
+        );
+    }
+}

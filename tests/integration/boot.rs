@@ -9,8 +9,9 @@
 //!    overlay, the built image unchanged;
 //! 2. the same image without the initrd, root on NVMe (modules loaded by the image's init):
 //!    another VM, another host key, and rootsmith exits with the command's status;
-//! 3. a guest that never answers (`ip=off`) ends at `--timeout` with its console lines;
-//! and bad inputs give clear errors without a boot. Three boots in all (TCG is slow).
+//! 3. a guest that never answers (`ip=off`) ends at `--timeout` with its console lines.
+//!
+//! Bad inputs give clear errors without a boot. Three boots in all (TCG is slow).
 //!
 //! Outside CI a missing prerequisite skips with a reason; under `CI=true` it fails.
 
