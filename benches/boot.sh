@@ -88,7 +88,7 @@ B=/usr/lib/modules/$REL
   echo "symlink /etc/systemd/system/sockets.target.wants/systemd-networkd.socket /lib/systemd/system/systemd-networkd.socket"
 } >"$WORK/debugfs.cmds"
 debugfs -w -f "$WORK/debugfs.cmds" "$WORK/img/rootfs.ext4" >/dev/null 2>"$WORK/debugfs.err" || { cat "$WORK/debugfs.err"; exit 1; }
-e2fsck -fn "$WORK/img/rootfs.ext4" >/dev/null
+e2fsck -fn "$WORK/img/rootfs.ext4" >/dev/null 2>&1 || { echo "e2fsck -fn: the prepared image is not clean" >&2; exit 1; }
 # A first boot with rootsmith's init, in place, creates the host keys and root's
 # authorized_keys, which the systemd boots need too (ssh.service does not make keys).
 "$RS" boot "$WORK/img" --in-place --accel "$ACCEL" --authorized-key "$WORK/key.pub" --exec true -q
