@@ -75,30 +75,38 @@ impl Default for Fetcher {
 impl Fetcher {
     /// Downloads `url` whole.
     pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        if let Some(path) = url.strip_prefix("file:") {
-            let path = path.trim_start_matches("//");
-            return match std::fs::read(path) {
-                Ok(b) => Ok(b),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::NotFound {
-                    url: url.into(),
-                    status: 404,
-                }),
-                Err(e) => Err(FetchError::Failed {
-                    url: url.into(),
-                    why: e.to_string(),
-                }),
-            };
+        if url.starts_with("file:") {
+            return std::fs::read(file_path(url)).map_err(|e| file_error(url, e));
         }
         if !url.starts_with("http://") {
             return Err(FetchError::Scheme(url.into()));
         }
+        let max = self.max_bytes;
+        self.call(&self.agent, url, |mut resp| {
+            resp.body_mut()
+                .with_config()
+                .limit(max)
+                .read_to_vec()
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// GETs `url` with `agent`, retrying transport errors, 5xx and 429 up to `attempts`
+    /// times, and hands each 2xx response to `take` (whose error is retried too). 404 and
+    /// 410 are [`FetchError::NotFound`] at once; other 4xx end the attempts.
+    fn call<T>(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        mut take: impl FnMut(ureq::http::Response<ureq::Body>) -> Result<T, String>,
+    ) -> Result<T, FetchError> {
         let mut last = String::new();
         for attempt in 0..self.attempts.max(1) {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(200 << attempt));
             }
-            match self.agent.get(url).call() {
-                Ok(mut resp) => {
+            match agent.get(url).call() {
+                Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 404 || status == 410 {
                         return Err(FetchError::NotFound {
@@ -113,14 +121,9 @@ impl Fetcher {
                         }
                         continue;
                     }
-                    match resp
-                        .body_mut()
-                        .with_config()
-                        .limit(self.max_bytes)
-                        .read_to_vec()
-                    {
-                        Ok(b) => return Ok(b),
-                        Err(e) => last = e.to_string(),
+                    match take(resp) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => last = e,
                     }
                 }
                 Err(e) => last = e.to_string(),
@@ -142,6 +145,26 @@ impl Fetcher {
         let b = self.get(url)?;
         verify(url, &b, want, size)?;
         Ok(b)
+    }
+}
+
+/// The host path of a `file:` URL (the `//` after the scheme is optional).
+fn file_path(url: &str) -> &str {
+    url.trim_start_matches("file:").trim_start_matches("//")
+}
+
+/// A host file error as a fetch error (a missing file is [`FetchError::NotFound`]).
+fn file_error(url: &str, e: std::io::Error) -> FetchError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        FetchError::NotFound {
+            url: url.into(),
+            status: 404,
+        }
+    } else {
+        FetchError::Failed {
+            url: url.into(),
+            why: e.to_string(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::{FetchError, Fetcher};
+use super::{file_error, file_path, FetchError, Fetcher};
 
 /// An open download: its length when the server says it, and the body.
 pub struct Body {
@@ -27,21 +27,8 @@ impl std::fmt::Debug for Body {
 impl Fetcher {
     /// Opens `url` (`http://`, `https://` or `file:`) for streaming.
     pub fn open(&self, url: &str) -> Result<Body, FetchError> {
-        if let Some(path) = url.strip_prefix("file:") {
-            let path = path.trim_start_matches("//");
-            let f = std::fs::File::open(path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    FetchError::NotFound {
-                        url: url.into(),
-                        status: 404,
-                    }
-                } else {
-                    FetchError::Failed {
-                        url: url.into(),
-                        why: e.to_string(),
-                    }
-                }
-            })?;
+        if url.starts_with("file:") {
+            let f = std::fs::File::open(file_path(url)).map_err(|e| file_error(url, e))?;
             let len = f.metadata().ok().map(|m| m.len());
             return Ok(Body {
                 len,
@@ -69,40 +56,12 @@ impl Fetcher {
             .tls_config(tls)
             .build()
             .new_agent();
-        let mut last = String::new();
-        for attempt in 0..self.attempts.max(1) {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 << attempt));
-            }
-            match agent.get(url).call() {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if status == 404 || status == 410 {
-                        return Err(FetchError::NotFound {
-                            url: url.into(),
-                            status,
-                        });
-                    }
-                    if !(200..300).contains(&status) {
-                        last = format!("http status {status}");
-                        if status < 500 && status != 429 {
-                            break;
-                        }
-                        continue;
-                    }
-                    let (_, body) = resp.into_parts();
-                    let len = body.content_length();
-                    return Ok(Body {
-                        len,
-                        reader: Box::new(body.into_reader()),
-                    });
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(FetchError::Failed {
-            url: url.into(),
-            why: last,
+        self.call(&agent, url, |resp| {
+            let (_, body) = resp.into_parts();
+            Ok(Body {
+                len: body.content_length(),
+                reader: Box::new(body.into_reader()),
+            })
         })
     }
 }
